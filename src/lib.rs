@@ -2,4 +2,8 @@
 //! Teleport cluster and keeps one chat message per recipient current in Slack,
 //! Discord or Mattermost.
 
+pub mod identity;
+pub mod model;
 pub mod pb;
+pub mod sim;
+pub mod teleport;

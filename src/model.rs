@@ -1,0 +1,133 @@
+//! Domain types for Access Requests, independent of the protobuf encoding.
+//!
+//! The gRPC layer converts `pb::types::AccessRequestV3` into these (see
+//! `teleport::convert`); everything above it (engine, rendering, routing) only
+//! sees these types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+/// State of an Access Request, as Teleport reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestState {
+    Pending,
+    Approved,
+    Denied,
+    Promoted,
+    /// `NONE` or a value this build does not know.
+    Unknown(i32),
+}
+
+impl RequestState {
+    pub fn is_resolved(self) -> bool {
+        matches!(self, Self::Approved | Self::Denied | Self::Promoted)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Approved => "APPROVED",
+            Self::Denied => "DENIED",
+            Self::Promoted => "PROMOTED",
+            Self::Unknown(_) => "UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for RequestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource requested by a resource-based Access Request.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResourceId {
+    pub cluster: String,
+    pub kind: String,
+    pub name: String,
+    pub sub_resource: String,
+}
+
+impl fmt::Display for ResourceId {
+    /// Teleport's canonical string form: `/<cluster>/<kind>/<name>[/<sub>]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/{}/{}", self.cluster, self.kind, self.name)?;
+        if !self.sub_resource.is_empty() {
+            write!(f, "/{}", self.sub_resource)?;
+        }
+        Ok(())
+    }
+}
+
+/// One review submitted on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub author: String,
+    pub roles: Vec<String>,
+    pub proposed_state: RequestState,
+    pub reason: String,
+    pub created: Option<SystemTime>,
+}
+
+/// An Access Request as the plugin needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequest {
+    /// The request UUID (resource name).
+    pub id: String,
+    pub user: String,
+    pub roles: Vec<String>,
+    pub state: RequestState,
+    pub created: Option<SystemTime>,
+    /// When the request itself expires (pending requests are deleted then).
+    pub expires: Option<SystemTime>,
+    pub request_reason: String,
+    pub resolve_reason: String,
+    pub system_annotations: BTreeMap<String, Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub reviews: Vec<Review>,
+    pub suggested_reviewers: Vec<String>,
+    pub resources: Vec<ResourceId>,
+    /// Absolute time the granted access may last until, when set.
+    pub max_duration: Option<SystemTime>,
+    /// Long-term (rather than short-term) access request.
+    pub long_term: bool,
+    /// Title of the Access List the request was promoted to, if any.
+    pub promoted_to: Option<String>,
+}
+
+impl AccessRequest {
+    /// A minimal pending request; the rest can be filled in by the caller.
+    pub fn new_pending(id: impl Into<String>, user: impl Into<String>, roles: Vec<String>) -> Self {
+        Self {
+            id: id.into(),
+            user: user.into(),
+            roles,
+            state: RequestState::Pending,
+            created: None,
+            expires: None,
+            request_reason: String::new(),
+            resolve_reason: String::new(),
+            system_annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            reviews: Vec::new(),
+            suggested_reviewers: Vec::new(),
+            resources: Vec::new(),
+            max_duration: None,
+            long_term: false,
+            promoted_to: None,
+        }
+    }
+}
+
+/// An Access Monitoring Rule relevant to notification routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitoringRule {
+    pub name: String,
+    pub subjects: Vec<String>,
+    pub condition: String,
+    /// `spec.notification.name`: the plugin the rule targets.
+    pub notification_name: String,
+    pub recipients: Vec<String>,
+}

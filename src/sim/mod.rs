@@ -1,0 +1,5 @@
+//! Simulators of the systems the plugin talks to, speaking their real wire
+//! protocols. Used by the tests, the benchmarks and the `demo` command.
+
+pub mod pki;
+pub mod teleport;

@@ -1,0 +1,805 @@
+//! A Teleport Auth simulator: a tonic gRPC server over mutual TLS that serves
+//! the calls the plugin makes, from an in-memory store with Teleport's
+//! semantics (plugin-data compare-and-swap, paginated listing with inclusive
+//! start keys, INIT-first watch streams with partial success, ResourceHeader
+//! deletes). A control API creates, reviews, resolves and expires requests,
+//! and injects faults: dropped streams and connections, refused connections,
+//! delays, UNIMPLEMENTED methods and one-off errors.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+use futures::Stream;
+use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status};
+
+use super::pki::{ClusterPki, IssuedIdentity};
+use crate::model::{AccessRequest, MonitoringRule, RequestState, Review};
+use crate::pb::proto::{self, auth_service_server as auth_srv};
+use crate::pb::teleport::accessmonitoringrules::v1 as amr;
+use crate::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
+use crate::pb::types;
+use crate::teleport::convert;
+
+/// Knobs fixed at start.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub cluster_name: String,
+    pub server_version: String,
+    pub proxy_public_addr: String,
+    /// Enterprise "advanced access workflows": plugins link to the web UI.
+    pub advanced_workflows: bool,
+    /// Events buffered per watcher before it is closed as too slow (Teleport
+    /// closes lagging watchers too).
+    pub watcher_buffer: usize,
+    pub bind: SocketAddr,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            cluster_name: "sim.example.com".into(),
+            server_version: "17.4.2".into(),
+            proxy_public_addr: "teleport.sim.example.com:443".into(),
+            advanced_workflows: true,
+            watcher_buffer: 65_536,
+            bind: "127.0.0.1:0".parse().expect("valid address"),
+        }
+    }
+}
+
+type PluginEntries = HashMap<String, HashMap<String, String>>;
+
+#[derive(Default)]
+struct Store {
+    requests: BTreeMap<String, AccessRequest>,
+    /// (kind, resource) → plugin → data. Survives request deletion.
+    plugin_data: HashMap<(String, String), PluginEntries>,
+    roles: HashMap<String, Vec<String>>,
+    rules: BTreeMap<String, MonitoringRule>,
+}
+
+#[derive(Default)]
+struct Faults {
+    refuse_until: Option<Instant>,
+    delay: Duration,
+    unimplemented: HashSet<String>,
+    fail_next: HashMap<String, VecDeque<Status>>,
+    rejected_kinds: HashSet<String>,
+    deny_roles: bool,
+}
+
+struct Inner {
+    cfg: SimConfig,
+    pki: ClusterPki,
+    store: Mutex<Store>,
+    faults: Mutex<Faults>,
+    calls: Mutex<HashMap<String, u64>>,
+    events: broadcast::Sender<proto::Event>,
+    /// Cancelled to drop every open watch stream.
+    streams: Mutex<CancellationToken>,
+    /// Cancelled to drop every open connection.
+    connections: Mutex<CancellationToken>,
+    watchers: std::sync::atomic::AtomicUsize,
+}
+
+/// Handle to a running simulator. Cheap to clone; the server stops when
+/// [`TeleportSim::shutdown`] is called or the runtime ends.
+#[derive(Clone)]
+pub struct TeleportSim {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl TeleportSim {
+    pub async fn start(cfg: SimConfig) -> Result<Self> {
+        let pki = ClusterPki::new(&cfg.cluster_name)?;
+        let (events, _) = broadcast::channel(cfg.watcher_buffer.max(16));
+        let inner = Arc::new(Inner {
+            pki,
+            store: Mutex::default(),
+            faults: Mutex::default(),
+            calls: Mutex::default(),
+            events,
+            streams: Mutex::new(CancellationToken::new()),
+            connections: Mutex::new(CancellationToken::new()),
+            watchers: Default::default(),
+            cfg,
+        });
+        let listener = TcpListener::bind(inner.cfg.bind).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let acceptor = tls_acceptor(&inner.pki)?;
+        let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<SimIo>>(64);
+        tokio::spawn(accept_loop(listener, acceptor, inner.clone(), conn_tx, shutdown.clone()));
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
+        let svc = Service(inner.clone());
+        let server = tonic::transport::Server::builder()
+            .add_service(auth_srv::AuthServiceServer::new(svc.clone()))
+            .add_service(amr_srv::AccessMonitoringRulesServiceServer::new(svc))
+            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "Teleport simulator stopped with an error");
+            }
+        });
+        Ok(Self { inner, addr, shutdown })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn cluster_name(&self) -> &str {
+        &self.inner.cfg.cluster_name
+    }
+
+    pub fn pki(&self) -> &ClusterPki {
+        &self.inner.pki
+    }
+
+    /// An identity for the plugin, valid for `ttl`.
+    pub fn issue_identity(&self, user: &str, ttl: Duration) -> Result<IssuedIdentity> {
+        self.inner.pki.issue_identity(user, ttl)
+    }
+
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.drop_connections();
+    }
+
+    // ---- access requests -------------------------------------------------
+
+    /// Creates a pending request (id, created and expiry filled in when empty).
+    pub fn create_request(&self, mut req: AccessRequest) -> AccessRequest {
+        if req.id.is_empty() {
+            req.id = uuid::Uuid::new_v4().to_string();
+        }
+        req.state = RequestState::Pending;
+        let now = SystemTime::now();
+        req.created.get_or_insert(now);
+        req.expires.get_or_insert(now + Duration::from_secs(3600));
+        self.inner.put_request(req.clone());
+        req
+    }
+
+    /// Shorthand: a pending request for `roles` by `user` with a reason.
+    pub fn request(&self, user: &str, roles: &[&str], reason: &str) -> AccessRequest {
+        let mut r = AccessRequest::new_pending("", user, roles.iter().map(|s| s.to_string()).collect());
+        r.request_reason = reason.into();
+        self.create_request(r)
+    }
+
+    pub fn get_request(&self, id: &str) -> Option<AccessRequest> {
+        self.inner.store.lock().expect("poisoned").requests.get(id).cloned()
+    }
+
+    /// Adds a review without resolving the request.
+    pub fn review(&self, id: &str, author: &str, approve: bool, reason: &str) -> Option<AccessRequest> {
+        self.inner.update_request(id, |r| {
+            r.reviews.push(Review {
+                author: author.into(),
+                roles: vec!["reviewer".into()],
+                proposed_state: if approve { RequestState::Approved } else { RequestState::Denied },
+                reason: reason.into(),
+                created: Some(SystemTime::now()),
+            });
+        })
+    }
+
+    pub fn approve(&self, id: &str, reason: &str) -> Option<AccessRequest> {
+        self.resolve(id, RequestState::Approved, reason)
+    }
+
+    pub fn deny(&self, id: &str, reason: &str) -> Option<AccessRequest> {
+        self.resolve(id, RequestState::Denied, reason)
+    }
+
+    pub fn promote(&self, id: &str, access_list_title: &str) -> Option<AccessRequest> {
+        self.inner.update_request(id, |r| {
+            r.state = RequestState::Promoted;
+            r.promoted_to = Some(access_list_title.into());
+        })
+    }
+
+    pub fn resolve(&self, id: &str, state: RequestState, reason: &str) -> Option<AccessRequest> {
+        self.inner.update_request(id, |r| {
+            r.state = state;
+            r.resolve_reason = reason.into();
+        })
+    }
+
+    /// Deletes the request, as Teleport does when it expires.
+    pub fn expire(&self, id: &str) -> bool {
+        self.inner.delete_request(id)
+    }
+
+    pub fn requests(&self) -> Vec<AccessRequest> {
+        self.inner.store.lock().expect("poisoned").requests.values().cloned().collect()
+    }
+
+    // ---- roles, rules, plugin data ---------------------------------------
+
+    pub fn set_role(&self, name: &str, logins: &[&str]) {
+        let mut s = self.inner.store.lock().expect("poisoned");
+        s.roles.insert(name.into(), logins.iter().map(|l| l.to_string()).collect());
+    }
+
+    pub fn put_rule(&self, rule: MonitoringRule) {
+        let mut s = self.inner.store.lock().expect("poisoned");
+        let ev = event(proto::Operation::Put, proto::event::Resource::AccessMonitoringRule(convert::rule_to_pb(&rule)));
+        s.rules.insert(rule.name.clone(), rule);
+        let _ = self.inner.events.send(ev);
+    }
+
+    pub fn delete_rule(&self, name: &str) {
+        let mut s = self.inner.store.lock().expect("poisoned");
+        if s.rules.remove(name).is_some() {
+            let _ = self.inner.events.send(header_delete("access_monitoring_rule", "v1", name));
+        }
+    }
+
+    /// The data `plugin` stored for request `id`.
+    pub fn plugin_data(&self, id: &str, plugin: &str) -> Option<HashMap<String, String>> {
+        let s = self.inner.store.lock().expect("poisoned");
+        s.plugin_data.get(&("access_request".to_string(), id.to_string()))?.get(plugin).cloned()
+    }
+
+    /// Writes plugin data directly (e.g. to stage what another plugin left).
+    pub fn set_plugin_data(&self, id: &str, plugin: &str, data: HashMap<String, String>) {
+        let mut s = self.inner.store.lock().expect("poisoned");
+        s.plugin_data
+            .entry(("access_request".to_string(), id.to_string()))
+            .or_default()
+            .insert(plugin.into(), data);
+    }
+
+    // ---- fault injection ---------------------------------------------------
+
+    /// Ends every open watch stream with UNAVAILABLE.
+    pub fn drop_streams(&self) {
+        let mut t = self.inner.streams.lock().expect("poisoned");
+        t.cancel();
+        *t = CancellationToken::new();
+    }
+
+    /// Cuts every open TCP connection (like an Auth restart).
+    pub fn drop_connections(&self) {
+        let mut t = self.inner.connections.lock().expect("poisoned");
+        t.cancel();
+        *t = CancellationToken::new();
+    }
+
+    /// Refuses new connections for `d` (accepted sockets are closed at once).
+    pub fn refuse_connections_for(&self, d: Duration) {
+        self.inner.faults.lock().expect("poisoned").refuse_until = Some(Instant::now() + d);
+    }
+
+    /// Delays every unary call.
+    pub fn set_delay(&self, d: Duration) {
+        self.inner.faults.lock().expect("poisoned").delay = d;
+    }
+
+    /// Makes `method` (e.g. "ListAccessRequests") answer UNIMPLEMENTED.
+    pub fn set_unimplemented(&self, method: &str, on: bool) {
+        let mut f = self.inner.faults.lock().expect("poisoned");
+        if on {
+            f.unimplemented.insert(method.into());
+        } else {
+            f.unimplemented.remove(method);
+        }
+    }
+
+    /// The next call of `method` fails with `status` (queued, one per call).
+    pub fn fail_next(&self, method: &str, status: Status) {
+        self.inner.faults.lock().expect("poisoned").fail_next.entry(method.into()).or_default().push_back(status);
+    }
+
+    /// Watch requests for `kind` are refused (partial success drops it).
+    pub fn reject_watch_kind(&self, kind: &str) {
+        self.inner.faults.lock().expect("poisoned").rejected_kinds.insert(kind.into());
+    }
+
+    /// GetRole answers PERMISSION_DENIED.
+    pub fn deny_role_reads(&self, on: bool) {
+        self.inner.faults.lock().expect("poisoned").deny_roles = on;
+    }
+
+    /// Number of calls of `method` received so far.
+    pub fn calls(&self, method: &str) -> u64 {
+        self.inner.calls.lock().expect("poisoned").get(method).copied().unwrap_or(0)
+    }
+
+    /// Watch streams currently open.
+    pub fn active_watchers(&self) -> usize {
+        self.inner.watchers.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `f` holds, polling briefly; false on timeout.
+    pub async fn wait_until(&self, timeout: Duration, mut f: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if f(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn event(op: proto::Operation, resource: proto::event::Resource) -> proto::Event {
+    proto::Event { r#type: op as i32, resource: Some(resource) }
+}
+
+fn header_delete(kind: &str, version: &str, name: &str) -> proto::Event {
+    event(
+        proto::Operation::Delete,
+        proto::event::Resource::ResourceHeader(types::ResourceHeader {
+            kind: kind.into(),
+            sub_kind: String::new(),
+            version: version.into(),
+            metadata: Some(types::Metadata { name: name.into(), namespace: "default".into(), ..Default::default() }),
+        }),
+    )
+}
+
+impl Inner {
+    /// Stores and announces a request; the lock orders events like writes.
+    fn put_request(&self, req: AccessRequest) {
+        let mut s = self.store.lock().expect("poisoned");
+        let ev = event(proto::Operation::Put, proto::event::Resource::AccessRequest(convert::request_to_pb(&req)));
+        s.requests.insert(req.id.clone(), req);
+        let _ = self.events.send(ev);
+    }
+
+    fn update_request(&self, id: &str, f: impl FnOnce(&mut AccessRequest)) -> Option<AccessRequest> {
+        let mut s = self.store.lock().expect("poisoned");
+        let r = s.requests.get_mut(id)?;
+        f(r);
+        let r = r.clone();
+        let _ = self.events.send(event(
+            proto::Operation::Put,
+            proto::event::Resource::AccessRequest(convert::request_to_pb(&r)),
+        ));
+        Some(r)
+    }
+
+    fn delete_request(&self, id: &str) -> bool {
+        let mut s = self.store.lock().expect("poisoned");
+        if s.requests.remove(id).is_none() {
+            return false;
+        }
+        let _ = self.events.send(header_delete("access_request", "v3", id));
+        true
+    }
+
+    /// Bookkeeping and faults common to every call.
+    async fn enter(&self, method: &str) -> Result<(), Status> {
+        *self.calls.lock().expect("poisoned").entry(method.into()).or_default() += 1;
+        let (delay, err) = {
+            let mut f = self.faults.lock().expect("poisoned");
+            if f.unimplemented.contains(method) {
+                return Err(Status::unimplemented(format!("unknown method {method} for service proto.AuthService")));
+            }
+            (f.delay, f.fail_next.get_mut(method).and_then(VecDeque::pop_front))
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        err.map_or(Ok(()), Err)
+    }
+}
+
+#[derive(Clone)]
+struct Service(Arc<Inner>);
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+type RequestStream = Pin<Box<dyn Stream<Item = Result<types::AccessRequestV3, Status>> + Send>>;
+
+const SUPPORTED_KINDS: &[&str] = &["access_request", "access_monitoring_rule"];
+
+fn request_matches(r: &AccessRequest, f: &types::AccessRequestFilter) -> bool {
+    (f.id.is_empty() || f.id == r.id)
+        && (f.user.is_empty() || f.user == r.user)
+        && (f.state == 0 || convert::state_to_pb(r.state) == f.state)
+}
+
+#[tonic::async_trait]
+impl auth_srv::AuthService for Service {
+    async fn ping(&self, _req: Request<proto::PingRequest>) -> Result<Response<proto::PingResponse>, Status> {
+        self.0.enter("Ping").await?;
+        let c = &self.0.cfg;
+        Ok(Response::new(proto::PingResponse {
+            cluster_name: c.cluster_name.clone(),
+            server_version: c.server_version.clone(),
+            server_features: Some(proto::Features {
+                advanced_access_workflows: c.advanced_workflows,
+                ..Default::default()
+            }),
+            proxy_public_addr: c.proxy_public_addr.clone(),
+            ..Default::default()
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(&self, req: Request<proto::Watch>) -> Result<Response<EventStream>, Status> {
+        self.0.enter("WatchEvents").await?;
+        let watch = req.into_inner();
+        let rejected = self.0.faults.lock().expect("poisoned").rejected_kinds.clone();
+        let mut accepted = Vec::new();
+        for k in &watch.kinds {
+            let ok = SUPPORTED_KINDS.contains(&k.kind.as_str()) && !rejected.contains(&k.kind);
+            if ok {
+                accepted.push(k.clone());
+            } else if !watch.allow_partial_success {
+                return Err(Status::permission_denied(format!("access denied to watch {}", k.kind)));
+            }
+        }
+        if accepted.is_empty() {
+            return Err(Status::invalid_argument("none of the requested kinds can be watched"));
+        }
+        let kinds: HashSet<String> = accepted.iter().map(|k| k.kind.clone()).collect();
+        // Subscribe before sending INIT so nothing written after INIT is missed.
+        let mut rx = self.0.events.subscribe();
+        let stop = self.0.streams.lock().expect("poisoned").clone();
+        let (tx, out) = mpsc::channel::<Result<proto::Event, Status>>(256);
+        let init = proto::Event {
+            r#type: proto::Operation::Init as i32,
+            resource: Some(proto::event::Resource::WatchStatus(types::WatchStatusV1 {
+                kind: "watch_status".into(),
+                version: "v1".into(),
+                metadata: Some(types::Metadata { name: "watch_status".into(), ..Default::default() }),
+                spec: Some(types::WatchStatusSpecV1 { kinds: accepted }),
+                ..Default::default()
+            })),
+        };
+        let inner = self.0.clone();
+        inner.watchers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            let _guard = WatcherGuard(inner.clone());
+            if tx.send(Ok(init)).await.is_err() {
+                return;
+            }
+            loop {
+                let ev = tokio::select! {
+                    _ = stop.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("watcher is closed"))).await;
+                        return;
+                    }
+                    _ = tx.closed() => return,
+                    ev = rx.recv() => ev,
+                };
+                match ev {
+                    Ok(ev) => {
+                        if event_kind(&ev).is_some_and(|k| kinds.contains(k)) && tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = tx.send(Err(Status::unavailable("watcher is closed: buffer overflow"))).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+    }
+
+    async fn get_plugin_data(&self, req: Request<types::PluginDataFilter>) -> Result<Response<proto::PluginDataSeq>, Status> {
+        self.0.enter("GetPluginData").await?;
+        let f = req.into_inner();
+        let s = self.0.store.lock().expect("poisoned");
+        let mut out = Vec::new();
+        for ((kind, resource), entries) in &s.plugin_data {
+            if *kind != f.kind || (!f.resource.is_empty() && *resource != f.resource) {
+                continue;
+            }
+            let entries: HashMap<String, types::PluginDataEntry> = entries
+                .iter()
+                .filter(|(p, _)| f.plugin.is_empty() || **p == f.plugin)
+                .map(|(p, d)| (p.clone(), types::PluginDataEntry { data: d.clone() }))
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            out.push(types::PluginDataV3 {
+                kind: "plugin_data".into(),
+                sub_kind: kind.clone(),
+                version: "v3".into(),
+                metadata: Some(types::Metadata { name: resource.clone(), namespace: "default".into(), ..Default::default() }),
+                spec: Some(types::PluginDataSpecV3 { entries }),
+            });
+        }
+        Ok(Response::new(proto::PluginDataSeq { plugin_data: out }))
+    }
+
+    async fn update_plugin_data(&self, req: Request<types::PluginDataUpdateParams>) -> Result<Response<()>, Status> {
+        self.0.enter("UpdatePluginData").await?;
+        let p = req.into_inner();
+        if p.kind != "access_request" {
+            return Err(Status::invalid_argument(format!("unsupported plugin data kind {:?}", p.kind)));
+        }
+        if p.plugin.is_empty() || p.resource.is_empty() {
+            return Err(Status::invalid_argument("plugin and resource are required"));
+        }
+        let mut s = self.0.store.lock().expect("poisoned");
+        let key = (p.kind.clone(), p.resource.clone());
+        if !s.requests.contains_key(&p.resource) && !s.plugin_data.contains_key(&key) {
+            return Err(Status::not_found(format!("access request {:?} not found", p.resource)));
+        }
+        let entries = s.plugin_data.entry(key.clone()).or_default();
+        let current = entries.get(&p.plugin);
+        let matches = p.expect.iter().all(|(k, v)| match current {
+            None => v.is_empty(),
+            Some(d) => d.get(k).map(String::as_str).unwrap_or("") == v,
+        });
+        if !matches {
+            return Err(Status::failed_precondition("plugin data compare failed: the stored values changed"));
+        }
+        let entry = entries.entry(p.plugin.clone()).or_default();
+        for (k, v) in p.set {
+            if v.is_empty() {
+                entry.remove(&k);
+            } else {
+                entry.insert(k, v);
+            }
+        }
+        if entry.is_empty() {
+            entries.remove(&p.plugin);
+        }
+        if entries.is_empty() {
+            s.plugin_data.remove(&key);
+        }
+        Ok(Response::new(()))
+    }
+
+    async fn list_access_requests(
+        &self,
+        req: Request<proto::ListAccessRequestsRequest>,
+    ) -> Result<Response<proto::ListAccessRequestsResponse>, Status> {
+        self.0.enter("ListAccessRequests").await?;
+        let r = req.into_inner();
+        let filter = r.filter.unwrap_or_default();
+        let limit = if r.limit <= 0 { 1000 } else { r.limit as usize };
+        let s = self.0.store.lock().expect("poisoned");
+        // Start keys are inclusive: the next key is the first item of the next page.
+        let mut items = s
+            .requests
+            .range(r.start_key.clone()..)
+            .map(|(_, v)| v)
+            .filter(|v| request_matches(v, &filter));
+        let page: Vec<_> = items.by_ref().take(limit).map(convert::request_to_pb).collect();
+        let next_key = items.next().map(|v| v.id.clone()).unwrap_or_default();
+        Ok(Response::new(proto::ListAccessRequestsResponse { access_requests: page, next_key }))
+    }
+
+    type GetAccessRequestsV2Stream = RequestStream;
+
+    async fn get_access_requests_v2(
+        &self,
+        req: Request<types::AccessRequestFilter>,
+    ) -> Result<Response<RequestStream>, Status> {
+        self.0.enter("GetAccessRequestsV2").await?;
+        let f = req.into_inner();
+        let items: Vec<_> = {
+            let s = self.0.store.lock().expect("poisoned");
+            s.requests.values().filter(|r| request_matches(r, &f)).map(|r| Ok(convert::request_to_pb(r))).collect()
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter(items))))
+    }
+
+    async fn get_role(&self, req: Request<proto::GetRoleRequest>) -> Result<Response<types::RoleV6>, Status> {
+        self.0.enter("GetRole").await?;
+        if self.0.faults.lock().expect("poisoned").deny_roles {
+            return Err(Status::permission_denied("access denied to perform action \"read\" on \"role\""));
+        }
+        let name = req.into_inner().name;
+        let s = self.0.store.lock().expect("poisoned");
+        let logins = s.roles.get(&name).ok_or_else(|| Status::not_found(format!("role {name} is not found")))?;
+        Ok(Response::new(types::RoleV6 {
+            kind: "role".into(),
+            version: "v7".into(),
+            metadata: Some(types::Metadata { name: name.clone(), namespace: "default".into(), ..Default::default() }),
+            spec: Some(types::RoleSpecV6 {
+                allow: Some(types::RoleConditions { logins: logins.clone() }),
+                deny: Some(types::RoleConditions::default()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn submit_access_review(
+        &self,
+        req: Request<types::AccessReviewSubmission>,
+    ) -> Result<Response<types::AccessRequestV3>, Status> {
+        self.0.enter("SubmitAccessReview").await?;
+        let sub = req.into_inner();
+        let review = convert::review_from_submission(&sub.review.unwrap_or_default());
+        let updated = self
+            .0
+            .update_request(&sub.request_id, |r| {
+                // One approval or denial resolves the request (default thresholds).
+                if r.state == RequestState::Pending && review.proposed_state.is_resolved() {
+                    r.state = review.proposed_state;
+                    r.resolve_reason = review.reason.clone();
+                }
+                r.reviews.push(review);
+            })
+            .ok_or_else(|| Status::not_found(format!("access request {:?} not found", sub.request_id)))?;
+        Ok(Response::new(convert::request_to_pb(&updated)))
+    }
+}
+
+#[tonic::async_trait]
+impl amr_srv::AccessMonitoringRulesService for Service {
+    async fn list_access_monitoring_rules(
+        &self,
+        req: Request<amr::ListAccessMonitoringRulesRequest>,
+    ) -> Result<Response<amr::ListAccessMonitoringRulesResponse>, Status> {
+        self.0.enter("ListAccessMonitoringRules").await?;
+        let r = req.into_inner();
+        let (rules, next_page_token) = self.page_rules(r.page_size, &r.page_token, |_| true);
+        Ok(Response::new(amr::ListAccessMonitoringRulesResponse { rules, next_page_token }))
+    }
+
+    async fn list_access_monitoring_rules_with_filter(
+        &self,
+        req: Request<amr::ListAccessMonitoringRulesWithFilterRequest>,
+    ) -> Result<Response<amr::ListAccessMonitoringRulesWithFilterResponse>, Status> {
+        self.0.enter("ListAccessMonitoringRulesWithFilter").await?;
+        let r = req.into_inner();
+        let (rules, next_page_token) = self.page_rules(r.page_size, &r.page_token, |rule| {
+            (r.subjects.is_empty() || r.subjects.iter().any(|s| rule.subjects.contains(s)))
+                && (r.notification_name.is_empty() || rule.notification_name == r.notification_name)
+        });
+        Ok(Response::new(amr::ListAccessMonitoringRulesWithFilterResponse { rules, next_page_token }))
+    }
+}
+
+impl Service {
+    fn page_rules(
+        &self,
+        page_size: i64,
+        token: &str,
+        keep: impl Fn(&MonitoringRule) -> bool,
+    ) -> (Vec<amr::AccessMonitoringRule>, String) {
+        let s = self.0.store.lock().expect("poisoned");
+        let size = if page_size <= 0 { 1000 } else { page_size as usize };
+        let mut it = s.rules.range(token.to_string()..).map(|(_, r)| r).filter(|r| keep(r));
+        let page = it.by_ref().take(size).map(convert::rule_to_pb).collect();
+        (page, it.next().map(|r| r.name.clone()).unwrap_or_default())
+    }
+}
+
+fn event_kind(ev: &proto::Event) -> Option<&str> {
+    use proto::event::Resource;
+    match ev.resource.as_ref()? {
+        Resource::AccessRequest(_) => Some("access_request"),
+        Resource::AccessMonitoringRule(_) => Some("access_monitoring_rule"),
+        Resource::ResourceHeader(h) => Some(h.kind.as_str()),
+        Resource::WatchStatus(_) => None,
+    }
+}
+
+struct WatcherGuard(Arc<Inner>);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn tls_acceptor(pki: &ClusterPki) -> Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.user_ca_der())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let cert = pki.issue_server_cert(&[])?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(cert.chain, cert.key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    inner: Arc<Inner>,
+    out: mpsc::Sender<std::io::Result<SimIo>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
+        };
+        let refusing = inner.faults.lock().expect("poisoned").refuse_until.is_some_and(|t| Instant::now() < t);
+        if refusing {
+            drop(tcp);
+            continue;
+        }
+        let acceptor = acceptor.clone();
+        let out = out.clone();
+        let kill = inner.connections.lock().expect("poisoned").clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            // A failed handshake (wrong CA, expired client cert) just closes
+            // the connection, as a real server does.
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let killed = Box::pin(kill.clone().cancelled_owned());
+                let _ = out.send(Ok(SimIo { tls, kill, killed })).await;
+            }
+        });
+    }
+}
+
+/// A server-side TLS connection that can be cut from the control API.
+struct SimIo {
+    tls: TlsStream<TcpStream>,
+    kill: CancellationToken,
+    killed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl SimIo {
+    fn killed(&self) -> Option<std::io::Error> {
+        self.kill
+            .is_cancelled()
+            .then(|| std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection dropped by fault injection"))
+    }
+}
+
+impl Connected for SimIo {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl AsyncRead for SimIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        // Polling the cancellation future also registers the reader's waker,
+        // so a reader blocked on the socket wakes up when the fault is injected.
+        if self.killed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(self.killed().unwrap_or_else(|| std::io::ErrorKind::ConnectionReset.into())));
+        }
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SimIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if let Some(e) = self.killed() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}

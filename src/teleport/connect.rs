@@ -1,0 +1,133 @@
+//! Building gRPC channels to Teleport Auth.
+//!
+//! A [`Dialer`] produces the raw byte stream to Auth for one connection path
+//! (direct TCP today; the Proxy paths plug in here). The TLS session with Auth
+//! (client certificate, server verified against the identity's CAs) always
+//! runs over that stream, so the identity is never trusted to anything but
+//! the cluster's own CA.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tonic::transport::{Channel, Endpoint};
+
+use super::tls;
+use crate::identity::Identity;
+
+/// Any bidirectional byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+pub type BoxedIo = Pin<Box<dyn Io>>;
+
+/// One way of reaching Auth.
+#[async_trait::async_trait]
+pub trait Dialer: Send + Sync + 'static {
+    /// Opens the byte stream the Auth TLS session runs over.
+    async fn dial(&self) -> io::Result<BoxedIo>;
+    /// ALPN protocols offered in the Auth TLS session (`h2` last).
+    fn alpn(&self) -> Vec<Vec<u8>> {
+        vec![b"h2".to_vec()]
+    }
+    /// Human-readable path, for logs and `check` (e.g. "direct to auth:3025").
+    fn describe(&self) -> String;
+}
+
+/// Plain TCP to an Auth server (`auth.example.com:3025`).
+pub struct DirectDialer {
+    pub addr: String,
+}
+
+#[async_trait::async_trait]
+impl Dialer for DirectDialer {
+    async fn dial(&self) -> io::Result<BoxedIo> {
+        let tcp = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot reach Teleport at {}: {e}", self.addr)))?;
+        tcp.set_nodelay(true)?;
+        Ok(Box::pin(tcp))
+    }
+
+    fn describe(&self) -> String {
+        format!("direct to Auth at {}", self.addr)
+    }
+}
+
+/// Timeouts and limits for the gRPC channel.
+#[derive(Clone, Debug)]
+pub struct ChannelOptions {
+    pub connect_timeout: Duration,
+    /// HTTP/2 ping interval. Teleport's servers reject clients that ping more
+    /// often than their own keepalive period (about a minute) with GOAWAY
+    /// `too_many_pings`, so stay at or above it.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Dials Auth over `dialer` with `identity` and returns a connected channel.
+pub async fn open_channel(
+    dialer: Arc<dyn Dialer>,
+    identity: &Identity,
+    opts: &ChannelOptions,
+) -> Result<Channel, ConnectError> {
+    let config = tls::client_config(identity, &dialer.alpn()).map_err(|e| ConnectError::Tls(e.to_string()))?;
+    let connector = TlsConnector::from(config);
+    let path = dialer.describe();
+    let service = tower::service_fn(move |_uri: http::Uri| {
+        let dialer = dialer.clone();
+        let connector = connector.clone();
+        async move {
+            let stream = dialer.dial().await?;
+            let tls = connector.connect(tls::auth_server_name(), stream).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("{} ({})", tls::explain_handshake_error(&e), dialer.describe()))
+            })?;
+            Ok::<_, io::Error>(TokioIo::new(tls))
+        }
+    });
+    // The URI only names the HTTP/2 authority; the connector decides where to go.
+    // It must be http:// so tonic does not try to add TLS of its own.
+    Endpoint::from_static("http://teleport.cluster.local")
+        .connect_timeout(opts.connect_timeout)
+        .http2_keep_alive_interval(opts.keepalive_interval)
+        .keep_alive_timeout(opts.keepalive_timeout)
+        .keep_alive_while_idle(true)
+        .connect_with_connector(service)
+        .await
+        .map_err(|e| ConnectError::Transport { path, message: error_chain(&e) })
+}
+
+/// Why a channel could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot build the TLS configuration from the identity: {0}")]
+    Tls(String),
+    #[error("cannot connect to Teleport ({path}): {message}")]
+    Transport { path: String, message: String },
+}
+
+/// The innermost message of an error chain (tonic wraps our connector's
+/// io::Error, whose text carries the explanation).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        last = s.to_string();
+        cur = s.source();
+    }
+    last
+}

@@ -1,0 +1,352 @@
+//! The Teleport client against the simulator, over real mutual TLS.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use teleport_plugin::identity::{Identity, parse_identity_file};
+use teleport_plugin::sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin::teleport::plugin_data::{Change, PluginDataStore};
+use teleport_plugin::teleport::{ChannelOptions, DirectDialer, Feed, StreamState, TeleportClient, Watcher};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn sim() -> TeleportSim {
+    init();
+    TeleportSim::start(SimConfig::default()).await.expect("simulator starts")
+}
+
+fn identity(sim: &TeleportSim) -> Arc<Identity> {
+    let issued = sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap();
+    Arc::new(parse_identity_file(issued.identity_file.as_bytes()).unwrap())
+}
+
+async fn client(sim: &TeleportSim, id: Arc<Identity>) -> Arc<TeleportClient> {
+    let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
+    let (client, info) = TeleportClient::connect(dialer, id, ChannelOptions::default()).await.expect("connects");
+    assert_eq!(info.cluster_name, sim.cluster_name());
+    Arc::new(client)
+}
+
+/// Receives feed items until `pred` has seen what it wants, or panics after 10 s.
+async fn collect_until(rx: &mut mpsc::Receiver<Feed>, mut pred: impl FnMut(&Feed) -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(f) = rx.recv().await {
+            if pred(&f) {
+                return;
+            }
+        }
+        panic!("feed closed");
+    })
+    .await
+    .expect("expected feed items in time");
+}
+
+#[tokio::test]
+async fn ping_reports_the_cluster() {
+    let sim = sim().await;
+    let c = client(&sim, identity(&sim)).await;
+    let info = c.ping().await.unwrap();
+    assert_eq!(info.server_version, "17.4.2");
+    assert!(info.advanced_workflows);
+    assert_eq!(info.proxy_public_addr, "teleport.sim.example.com:443");
+    assert!(sim.calls("Ping") >= 2);
+}
+
+#[tokio::test]
+async fn watch_delivers_init_then_typed_put_and_delete() {
+    let sim = sim().await;
+    let c = client(&sim, identity(&sim)).await;
+    let (tx, mut rx) = mpsc::channel(64);
+    let watcher = Watcher::new(c.clone(), tx);
+    let mut state = watcher.state();
+    let stop = CancellationToken::new();
+    tokio::spawn(watcher.run(stop.clone()));
+
+    collect_until(&mut rx, |f| matches!(f, Feed::Ready { rules_watched: true, .. })).await;
+    collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { listed: 0 })).await;
+    state.wait_for(|s| matches!(s, StreamState::Live { .. })).await.unwrap();
+
+    let created = sim.request("alice@example.com", &["editor"], "fix prod");
+    let mut seen = None;
+    collect_until(&mut rx, |f| {
+        if let Feed::Put(r) = f {
+            seen = Some(r.clone());
+            return true;
+        }
+        false
+    })
+    .await;
+    let seen = seen.unwrap();
+    assert_eq!(seen.id, created.id);
+    assert_eq!(seen.user, "alice@example.com");
+    assert_eq!(seen.roles, vec!["editor"]);
+    assert_eq!(seen.request_reason, "fix prod");
+    assert!(seen.created.is_some());
+
+    sim.review(&created.id, "bob", true, "looks fine");
+    collect_until(&mut rx, |f| matches!(f, Feed::Put(r) if r.reviews.len() == 1 && r.reviews[0].author == "bob")).await;
+    sim.expire(&created.id);
+    collect_until(&mut rx, |f| *f == Feed::Deleted(created.id.clone())).await;
+
+    // Access Monitoring Rules arrive typed too.
+    sim.put_rule(teleport_plugin::model::MonitoringRule {
+        name: "r1".into(),
+        subjects: vec!["access_request".into()],
+        condition: "true".into(),
+        notification_name: "slack".into(),
+        recipients: vec!["#ops".into()],
+    });
+    collect_until(&mut rx, |f| matches!(f, Feed::RulePut(r) if r.name == "r1" && r.recipients == vec!["#ops"])).await;
+    sim.delete_rule("r1");
+    collect_until(&mut rx, |f| *f == Feed::RuleDeleted("r1".into())).await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn partial_success_without_rules_kind() {
+    let sim = sim().await;
+    sim.reject_watch_kind("access_monitoring_rule");
+    let c = client(&sim, identity(&sim)).await;
+    let (tx, mut rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    tokio::spawn(Watcher::new(c, tx).run(stop.clone()));
+    collect_until(&mut rx, |f| matches!(f, Feed::Ready { rules_watched: false, .. })).await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn stream_drop_mid_burst_reconnects_and_catches_up_on_the_gap() {
+    let sim = sim().await;
+    let c = client(&sim, identity(&sim)).await;
+    let (tx, mut rx) = mpsc::channel(1024);
+    let watcher = Watcher::new(c, tx);
+    let stats = watcher.stats();
+    let stop = CancellationToken::new();
+    tokio::spawn(watcher.run(stop.clone()));
+    collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { .. })).await;
+
+    let mut expected = HashSet::new();
+    for i in 0..40 {
+        expected.insert(sim.request(&format!("user{i}"), &["editor"], "burst").id);
+        if i == 20 {
+            // Cut the stream and keep Auth unreachable while requests keep coming.
+            sim.refuse_connections_for(Duration::from_millis(300));
+            sim.drop_connections();
+        }
+    }
+    let mut got = HashSet::new();
+    collect_until(&mut rx, |f| {
+        if let Feed::Put(r) = f {
+            got.insert(r.id.clone());
+        }
+        got.is_superset(&expected)
+    })
+    .await;
+    assert!(stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn list_falls_back_to_the_streaming_call_on_older_servers() {
+    let sim = sim().await;
+    for i in 0..3 {
+        sim.request(&format!("u{i}"), &["r"], "");
+    }
+    sim.set_unimplemented("ListAccessRequests", true);
+    let c = client(&sim, identity(&sim)).await;
+    let listed = c.list_access_requests().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(sim.calls("GetAccessRequestsV2"), 1);
+}
+
+#[tokio::test]
+async fn listing_pages_through_every_request() {
+    let sim = sim().await;
+    let mut ids: Vec<String> = (0..1234).map(|i| sim.request(&format!("u{i}"), &["r"], "").id).collect();
+    let c = client(&sim, identity(&sim)).await;
+    let mut listed: Vec<String> = c.list_access_requests().await.unwrap().into_iter().map(|r| r.id).collect();
+    ids.sort();
+    listed.sort();
+    assert_eq!(listed, ids);
+    assert_eq!(sim.calls("ListAccessRequests"), 3, "500 per page");
+}
+
+#[tokio::test]
+async fn concurrent_cas_writers_converge() {
+    let sim = sim().await;
+    let req = sim.request("alice", &["editor"], "");
+    let c = client(&sim, identity(&sim)).await;
+    let store = PluginDataStore::new(c, "slack");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let id = req.id.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                store
+                    .modify(&id, |cur| {
+                        let mut next = cur.cloned().unwrap_or_default();
+                        next.reviews_count += 1;
+                        Change::Write(next, ())
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let data = sim.plugin_data(&req.id, "slack").unwrap();
+    assert_eq!(data["reviews_count"], "80", "every increment applied exactly once");
+}
+
+#[tokio::test]
+async fn create_if_absent_refuses_when_another_writer_created_first() {
+    let sim = sim().await;
+    let req = sim.request("alice", &["editor"], "");
+    let c = client(&sim, identity(&sim)).await;
+    let store = PluginDataStore::new(c, "discord");
+    let first = store
+        .modify(&req.id, |cur| match cur {
+            None => Change::Write(teleport_plugin::teleport::RequestData { user: "alice".into(), ..Default::default() }, true),
+            Some(_) => Change::Keep(false),
+        })
+        .await
+        .unwrap();
+    let second = store
+        .modify(&req.id, |cur| match cur {
+            None => Change::Write(teleport_plugin::teleport::RequestData { user: "mallory".into(), ..Default::default() }, true),
+            Some(_) => Change::Keep(false),
+        })
+        .await
+        .unwrap();
+    assert!(first && !second);
+    assert_eq!(sim.plugin_data(&req.id, "discord").unwrap()["user"], "alice");
+}
+
+#[tokio::test]
+async fn wrong_ca_fails_with_a_clear_message() {
+    let sim = sim().await;
+    let other = teleport_plugin::sim::pki::ClusterPki::new("other.example.com").unwrap();
+    let issued = other.issue_identity("access-plugin", Duration::from_secs(600)).unwrap();
+    let id = Arc::new(parse_identity_file(issued.identity_file.as_bytes()).unwrap());
+    let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
+    let err = TeleportClient::connect(dialer, id, ChannelOptions::default()).await.err().expect("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("not signed by any CA in the identity"), "{msg}");
+}
+
+#[tokio::test]
+async fn unreachable_auth_fails_with_the_address() {
+    init();
+    let sim = sim().await;
+    let id = identity(&sim);
+    let dialer = Arc::new(DirectDialer { addr: "127.0.0.1:1".into() });
+    let err = TeleportClient::connect(dialer, id, ChannelOptions::default()).await.err().expect("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1:1"), "{msg}");
+}
+
+#[tokio::test]
+async fn rotation_switches_make_before_break_without_losing_events() {
+    let sim = sim().await;
+    let first = identity(&sim);
+    let c = client(&sim, first.clone()).await;
+    let (id_tx, id_rx) = watch::channel(first.clone());
+    let (tx, mut rx) = mpsc::channel(4096);
+    let watcher = Watcher::new(c.clone(), tx).with_identity_updates(id_rx);
+    let stats = watcher.stats();
+    let mut state = watcher.state();
+    let stop = CancellationToken::new();
+    tokio::spawn(watcher.run(stop.clone()));
+    collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { .. })).await;
+
+    let producer = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let mut ids = HashSet::new();
+            for i in 0..200 {
+                ids.insert(sim.request(&format!("u{i}"), &["editor"], "").id);
+                if i % 20 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            ids
+        })
+    };
+    let second = identity(&sim);
+    assert_ne!(second.fingerprint, first.fingerprint);
+    id_tx.send(second.clone()).unwrap();
+    let expected = producer.await.unwrap();
+
+    let mut got = HashSet::new();
+    collect_until(&mut rx, |f| {
+        if let Feed::Put(r) = f {
+            got.insert(r.id.clone());
+        }
+        got.is_superset(&expected)
+    })
+    .await;
+    state
+        .wait_for(|s| matches!(s, StreamState::Live { identity, .. } if *identity == second.fingerprint))
+        .await
+        .unwrap();
+    assert_eq!(c.connection().identity.fingerprint, second.fingerprint);
+    assert_eq!(stats.rotations.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(stats.reconnects.load(std::sync::atomic::Ordering::Relaxed), 0, "no gap: the old stream was never lost");
+    // The old stream was closed once the new one was live.
+    assert!(sim.wait_until(Duration::from_secs(5), |s| s.active_watchers() == 1).await);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_rotated_identity_that_cannot_connect_keeps_the_current_one() {
+    let sim = sim().await;
+    let first = identity(&sim);
+    let c = client(&sim, first.clone()).await;
+    let (id_tx, id_rx) = watch::channel(first.clone());
+    let (tx, mut rx) = mpsc::channel(64);
+    let watcher = Watcher::new(c.clone(), tx).with_identity_updates(id_rx);
+    let stats = watcher.stats();
+    let stop = CancellationToken::new();
+    tokio::spawn(watcher.run(stop.clone()));
+    collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { .. })).await;
+
+    let foreign = teleport_plugin::sim::pki::ClusterPki::new("other").unwrap();
+    let bad = foreign.issue_identity("x", Duration::from_secs(600)).unwrap();
+    id_tx.send(Arc::new(parse_identity_file(bad.identity_file.as_bytes()).unwrap())).unwrap();
+    assert!(
+        sim.wait_until(Duration::from_secs(10), |_| stats.rotation_failures.load(std::sync::atomic::Ordering::Relaxed) == 1)
+            .await
+    );
+    assert!(stats.last_rotation_error().unwrap().contains("not signed by any CA"));
+    // Still serving on the old identity.
+    let r = sim.request("carol", &["editor"], "");
+    collect_until(&mut rx, |f| matches!(f, Feed::Put(x) if x.id == r.id)).await;
+    assert_eq!(c.connection().identity.fingerprint, first.fingerprint);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn expired_identity_is_refused_with_renewal_advice() {
+    let sim = sim().await;
+    let now = SystemTime::now();
+    let issued = sim
+        .pki()
+        .issue_identity_between("access-plugin", now - Duration::from_secs(7200), now - Duration::from_secs(3600))
+        .unwrap();
+    let id = parse_identity_file(issued.identity_file.as_bytes()).unwrap();
+    let err = id.ensure_unexpired(now).unwrap_err().to_string();
+    assert!(err.contains("expired"), "{err}");
+    assert!(err.contains("every credential"), "{err}");
+    assert!(err.contains("tctl auth sign"), "{err}");
+    // The server refuses it too.
+    let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
+    assert!(TeleportClient::connect(dialer, Arc::new(id), ChannelOptions::default()).await.is_err());
+}
