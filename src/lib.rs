@@ -7,3 +7,4 @@ pub mod model;
 pub mod pb;
 pub mod sim;
 pub mod teleport;
+pub mod config;

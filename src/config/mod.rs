@@ -1,0 +1,225 @@
+//! Configuration: TOML compatible with the official `teleport-slack.toml`,
+//! `teleport-discord.toml` and `teleport-mattermost.toml`, or the same
+//! structure in YAML. Loading validates everything up front; each problem
+//! names its key and the fix, and all problems are reported together.
+
+mod raw;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::RawConfig;
+pub use secret::{Secret, Token};
+
+use crate::identity::source::IdentityFiles;
+
+/// Default config paths tried by `start`, as the official plugins use.
+pub const DEFAULT_PATHS: &[&str] =
+    &["/etc/teleport-slack.toml", "/etc/teleport-discord.toml", "/etc/teleport-mattermost.toml"];
+
+pub const DEFAULT_SLACK_API: &str = "https://slack.com/api/";
+pub const DEFAULT_DISCORD_API: &str = "https://discord.com/api/v10/";
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub teleport: TeleportConfig,
+    pub chats: Vec<ChatConfig>,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub plugin: PluginConfig,
+    pub routing: RoutingConfig,
+    /// Non-fatal findings (deprecated or unknown keys) to log at start.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeleportConfig {
+    pub addr: String,
+    pub identity: IdentitySource,
+    /// How to reach Auth (direct, or through a Proxy).
+    pub connection: ConnectionMode,
+}
+
+/// Where the identity comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdentitySource {
+    Files {
+        files: IdentityFiles,
+        /// Re-read when the files change (and at least every `interval`).
+        refresh: bool,
+        interval: Duration,
+    },
+    /// A Kubernetes Secret (as tbot writes it).
+    Secret { name: String, key: String, namespace: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionMode {
+    /// Direct when the address looks like Auth, else detect a Proxy.
+    Auto,
+    /// Straight to Auth (`auth:3025`).
+    Direct,
+    /// Through a Proxy with TLS routing (`teleport.example.com:443`).
+    Proxy,
+}
+
+/// Recipients per requested role; `"*"` is the fallback.
+pub type RoleRecipients = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatConfig {
+    Slack { token: Token, api_url: String, routing: RoleRecipients },
+    Discord { token: Token, api_url: String, routing: RoleRecipients, user_ids: BTreeMap<String, String> },
+    Mattermost { url: String, token: Token, routing: RoleRecipients },
+    /// Prints messages to stdout instead of posting them (demo, dry runs).
+    Console { routing: RoleRecipients },
+}
+
+impl ChatConfig {
+    /// Plugin name: the key of this chat's plugin data, as the official plugins.
+    pub fn plugin_name(&self) -> &'static str {
+        match self {
+            Self::Slack { .. } => "slack",
+            Self::Discord { .. } => "discord",
+            Self::Mattermost { .. } => "mattermost",
+            Self::Console { .. } => "console",
+        }
+    }
+
+    pub fn routing(&self) -> &RoleRecipients {
+        match self {
+            Self::Slack { routing, .. }
+            | Self::Discord { routing, .. }
+            | Self::Mattermost { routing, .. }
+            | Self::Console { routing } => routing,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub output: LogOutput,
+    pub severity: String,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address of /healthz, /readyz and /metrics; `None` disables them.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// Name of this replica in plugin-data claims; unique per replica.
+    pub instance_id: String,
+    /// Requests handled at once.
+    pub concurrency: usize,
+    /// How long another replica waits before taking over an unfinished claim.
+    pub claim_lease: Duration,
+    /// Bound on finishing in-flight work at SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// Watch `AccessRequestRoute` resources.
+    pub crd: bool,
+    pub namespace: Option<String>,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, thiserror::Error)]
+#[error("{} has {} problem{}:\n{}", .source_name, .problems.len(), if .problems.len() == 1 { "" } else { "s" },
+    .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(source_name: &str, problem: String) -> Self {
+        Self { source_name: source_name.to_string(), problems: vec![problem] }
+    }
+}
+
+/// Which syntax a file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Yaml,
+}
+
+impl Format {
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Self::Yaml,
+            _ => Self::Toml,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(&name, format!("cannot read the file: {e}")))?;
+        Self::parse(&text, Format::from_path(path), &name)
+    }
+
+    /// Reads and validates a configuration without reading the files it
+    /// names (token files): for checking a rendered config away from its pod.
+    pub fn load_offline(path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(&name, format!("cannot read the file: {e}")))?;
+        Self::parse_with(&text, Format::from_path(path), &name, false)
+    }
+
+    /// Parses and validates configuration text, reading token files.
+    pub fn parse(text: &str, format: Format, source_name: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(text, format, source_name, true)
+    }
+
+    pub fn parse_with(text: &str, format: Format, source_name: &str, read_files: bool) -> Result<Self, ConfigError> {
+        let (raw, unknown) = raw::parse(text, format).map_err(|e| ConfigError::one(source_name, e))?;
+        raw.validate(unknown, read_files)
+            .map_err(|problems| ConfigError { source_name: source_name.to_string(), problems })
+    }
+}
+
+/// The first default config path that exists, or an error listing them.
+pub fn default_path() -> Result<PathBuf, String> {
+    DEFAULT_PATHS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
+        format!("no --config given and none of the default files exist ({}); pass --config PATH", DEFAULT_PATHS.join(", "))
+    })
+}
+
+/// Parses a Go-style duration ("90s", "1m", "1h30m").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use a duration such as \"30s\", \"1m\" or \"1h30m\")"))
+}
+
+/// Commented example configuration for `configure`.
+pub fn example(chat: &str) -> Option<&'static str> {
+    match chat {
+        "slack" => Some(include_str!("examples/slack.toml")),
+        "discord" => Some(include_str!("examples/discord.toml")),
+        "mattermost" => Some(include_str!("examples/mattermost.toml")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
