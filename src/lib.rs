@@ -8,3 +8,4 @@ pub mod pb;
 pub mod sim;
 pub mod teleport;
 pub mod config;
+pub mod chat;
