@@ -9,3 +9,4 @@ pub mod sim;
 pub mod teleport;
 pub mod config;
 pub mod chat;
+pub mod engine;
