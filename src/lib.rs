@@ -2,4 +2,5 @@
 //! Teleport cluster and keeps one chat message per recipient current in Slack,
 //! Discord or Mattermost.
 
+pub mod engine;
 pub mod pb;
