@@ -2,3 +2,5 @@
 //! them current, with its memory in Teleport plugin data.
 
 pub mod plan;
+pub mod predicate;
+pub mod queue;
