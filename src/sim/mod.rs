@@ -1,0 +1,3 @@
+//! In-process simulators of external services, used by tests and benchmarks.
+
+pub mod chat;
