@@ -3,3 +3,4 @@
 //! Discord or Mattermost.
 
 pub mod pb;
+pub mod sim;
