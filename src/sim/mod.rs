@@ -2,5 +2,6 @@
 //! protocols. Used by the tests, the benchmarks and the `demo` command.
 
 pub mod chat;
+pub mod kube;
 pub mod pki;
 pub mod teleport;
