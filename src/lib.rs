@@ -4,7 +4,9 @@
 
 pub mod app;
 pub mod chat;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod identity;
 pub mod logging;

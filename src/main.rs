@@ -1,1 +1,19 @@
-fn main() {}
+//! `teleport-plugin`: Teleport Access Requests in Slack, Discord and Mattermost.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process (see Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = teleport_plugin::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(teleport_plugin::cli::run(cli))
+}

@@ -1,0 +1,249 @@
+//! Command line: `start`, `check`, `configure`, `version`, `demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info, warn};
+
+use crate::app::{self, Extras};
+use crate::chat::{self, Chat};
+use crate::config::{self, Config};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "teleport-plugin",
+    version,
+    about = "Posts Teleport Access Requests to Slack, Discord and Mattermost and keeps the messages current",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the plugin.
+    Start {
+        /// Configuration file (TOML, or YAML with a .yaml/.yml extension).
+        /// Default: the first of /etc/teleport-slack.toml,
+        /// /etc/teleport-discord.toml, /etc/teleport-mattermost.toml that exists.
+        #[arg(short, long, env = "TELEPORT_PLUGIN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log at debug level, whatever the configuration says.
+        #[arg(short, long)]
+        debug: bool,
+    },
+    /// Check a configuration: load it and the identity, connect to Teleport,
+    /// ping it and test the chat tokens. Exits 0 when everything works.
+    Check {
+        #[arg(short, long, env = "TELEPORT_PLUGIN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only validate the configuration itself; read no files it names and
+        /// contact nothing (e.g. for a rendered Helm chart).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print a commented example configuration.
+    Configure {
+        #[arg(value_enum, default_value_t = ChatKind::Slack)]
+        chat: ChatKind,
+    },
+    /// Print the version.
+    Version,
+    /// Show the plugin at work without a cluster: starts a built-in Teleport
+    /// simulator, creates, reviews, approves, denies and expires requests, and
+    /// prints every chat message as it is posted and updated.
+    Demo {
+        /// Pause between scenario steps (e.g. "500ms", "2s").
+        #[arg(long, default_value = "1s")]
+        pace: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ChatKind {
+    Slack,
+    Discord,
+    Mattermost,
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.cmd {
+        Cmd::Version => {
+            println!("teleport-plugin v{}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Cmd::Configure { chat } => {
+            let name = match chat {
+                ChatKind::Slack => "slack",
+                ChatKind::Discord => "discord",
+                ChatKind::Mattermost => "mattermost",
+            };
+            print!("{}", config::example(name).expect("every chat has an example"));
+            ExitCode::SUCCESS
+        }
+        Cmd::Start { config, debug } => match start(config, debug).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("Terminating with fatal error: {e:#}");
+                eprintln!("teleport-plugin: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Check { config, offline } => check(config, offline).await,
+        Cmd::Demo { pace } => match config::parse_duration(&pace) {
+            Ok(pace) => match crate::demo::run(pace).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("--pace: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    match given {
+        Some(p) => Ok(p),
+        None => config::default_path(),
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+async fn start(config: Option<PathBuf>, debug: bool) -> anyhow::Result<()> {
+    let path = config_path(config).map_err(anyhow::Error::msg)?;
+    let cfg = load(&path)?;
+    crate::logging::init(&cfg.log, debug).map_err(anyhow::Error::msg)?;
+    info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "Starting Teleport Access plugin");
+    for w in &cfg.warnings {
+        warn!("{w}");
+    }
+    if std::env::var_os("TELEPORT_PLUGIN_FAIL_FAST").is_some() {
+        info!("TELEPORT_PLUGIN_FAIL_FAST is ignored: the plugin reconnects on its own and reports its state on /readyz");
+    }
+    let chats = build_chats(&cfg)?;
+    app::check_chats(&chats).await?;
+    let running = app::launch(&cfg, chats, Extras::default()).await?;
+    if running.ready(Duration::from_secs(30)).await {
+        info!("Plugin is ready");
+    } else {
+        warn!("Plugin is not ready yet; it keeps trying to reach Teleport");
+    }
+    wait_for_signal().await;
+    info!(grace = ?cfg.plugin.shutdown_grace, "shutting down");
+    running.stop(cfg.plugin.shutdown_grace).await;
+    info!("Successfully shut down");
+    Ok(())
+}
+
+pub fn build_chats(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn Chat>>> {
+    cfg.chats.iter().map(|c| chat::build(c).map_err(anyhow::Error::msg)).collect()
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => info!("received SIGTERM"),
+            _ = int.recv() => info!("received SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One line of the `check` report.
+fn line(ok: bool, what: &str, detail: impl std::fmt::Display) {
+    println!("  {} {what}: {detail}", if ok { "✔" } else { "✘" });
+}
+
+async fn check(config: Option<PathBuf>, offline: bool) -> ExitCode {
+    let path = match config_path(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Checking {}", path.display());
+    let loaded = if offline { Config::load_offline(&path) } else { Config::load(&path) };
+    let cfg = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            line(false, "configuration", e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let chats: Vec<&str> = cfg.chats.iter().map(|c| c.plugin_name()).collect();
+    line(true, "configuration", format!("valid; chats: {}", chats.join(", ")));
+    for w in &cfg.warnings {
+        println!("  ! {w}");
+    }
+    if offline {
+        println!("Configuration is valid (offline check: files and services were not contacted).");
+        return ExitCode::SUCCESS;
+    }
+    match check_online(&cfg).await {
+        Ok(()) => {
+            println!("All checks passed.");
+            ExitCode::SUCCESS
+        }
+        Err(()) => ExitCode::FAILURE,
+    }
+}
+
+async fn check_online(cfg: &Config) -> Result<(), ()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = app::file_identity(cfg, &stop).map_err(|e| line(false, "identity", format!("{e:#}")))?;
+    let id = publisher.current();
+    let left = humantime::format_duration(Duration::from_secs(id.remaining(SystemTime::now()).as_secs()));
+    line(
+        true,
+        "identity",
+        format!(
+            "user {}, expires {} (in {left}), fingerprint {}",
+            id.username,
+            humantime::format_rfc3339_seconds(id.not_after),
+            id.fingerprint
+        ),
+    );
+    let dialer = Arc::new(crate::teleport::DirectDialer { addr: cfg.teleport.addr.clone() });
+    let (client, info) = crate::teleport::TeleportClient::connect(dialer, id, Default::default())
+        .await
+        .map_err(|e| line(false, "teleport", e))?;
+    line(
+        true,
+        "teleport",
+        format!("cluster {}, server version {}, path: {}", info.cluster_name, info.server_version, client.path()),
+    );
+    let chats = build_chats(cfg).map_err(|e| line(false, "chat", e))?;
+    let mut ok = true;
+    for c in chats {
+        match c.health_check().await {
+            Ok(who) => line(true, c.name(), format!("token accepted ({who})")),
+            Err(e) => {
+                ok = false;
+                line(false, c.name(), e);
+            }
+        }
+    }
+    stop.cancel();
+    if ok { Ok(()) } else { Err(()) }
+}
