@@ -17,6 +17,7 @@ use crate::chat::Chat;
 use crate::config::{Config, IdentitySource};
 use crate::engine::pipeline::{Pipeline, PipelineStatus};
 use crate::engine::plan::Me;
+use crate::health::Health;
 use crate::engine::route::{ExtraRoutes, Router};
 use crate::engine::worker::{Worker, WorkerConfig};
 use crate::identity::publish::{IdentityPublisher, IdentityStatus};
@@ -35,6 +36,9 @@ pub struct Running {
     pub watch_stats: Arc<WatchStats>,
     pub identity: watch::Receiver<IdentityStatus>,
     pub pipelines: Vec<(&'static str, watch::Receiver<PipelineStatus>)>,
+    pub health: Arc<Health>,
+    /// Address of /healthz, /readyz and /metrics when enabled.
+    pub http_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     pipeline_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
@@ -76,8 +80,10 @@ pub async fn check_chats(chats: &[Arc<dyn Chat>]) -> Result<()> {
     Ok(())
 }
 
-/// Starts everything. `chats` are the chat clients (already health-checked).
+/// Starts everything. `chats[i]` is the client for `cfg.chats[i]`; their
+/// tokens are checked first, and any failure stops the start.
 pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> Result<Running> {
+    check_chats(&chats).await?;
     let shutdown = CancellationToken::new();
     let publisher = match extras.identity {
         Some(p) => p,
@@ -106,6 +112,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     let mut inputs = Vec::new();
     let mut pipelines = Vec::new();
     let mut pipeline_tasks = Vec::new();
+    let mut heartbeats = Vec::new();
     for (chat, chat_cfg) in chats.into_iter().zip(cfg.chats.iter()) {
         let mut router = Router::new(chat.name(), chat_cfg.routing().clone());
         if let Some(extra) = &extras.routes {
@@ -127,6 +134,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
         ));
         let pipeline = Pipeline::new(worker, router, client.clone(), metrics.clone(), cfg.plugin.concurrency);
         pipelines.push((chat.name(), pipeline.status()));
+        heartbeats.push(pipeline.heartbeat());
         let (tx, rx) = mpsc::channel::<Feed>(1024);
         inputs.push(tx);
         pipeline_tasks.push(tokio::spawn(pipeline.run(rx, shutdown.clone())));
@@ -150,12 +158,31 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
         shutdown.clone(),
     )));
 
+    let health = Arc::new(Health {
+        identity: publisher.status(),
+        stream: stream.clone(),
+        pipelines: pipelines.iter().zip(heartbeats).map(|((n, s), h)| (*n, s.clone(), h)).collect(),
+        chats_checked: true,
+        stall_after: Duration::from_secs(60),
+    });
+    let registry = Arc::new(registry);
+    let http_addr = match &cfg.http.listen {
+        Some(addr) => {
+            let bound = crate::admin::serve(addr, health.clone(), registry.clone(), shutdown.clone()).await?;
+            info!(addr = %bound, "serving /healthz, /readyz and /metrics");
+            Some(bound)
+        }
+        None => None,
+    };
+
     Ok(Running {
+        health,
+        http_addr,
         cluster,
         path,
         client,
         metrics,
-        registry: Arc::new(registry),
+        registry,
         stream,
         watch_stats,
         identity: publisher.status(),
@@ -177,6 +204,7 @@ async fn mirror_into_metrics(
     use std::sync::atomic::Ordering::Relaxed;
     let mut reconnects = 0;
     let mut rotations = 0;
+    let mut rejected = 0;
     loop {
         let up = matches!(*stream.borrow_and_update(), StreamState::Live { .. });
         metrics.stream_up.set(up as i64);
@@ -187,6 +215,11 @@ async fn mirror_into_metrics(
         metrics.identity_rotations.inc_by(rot.saturating_sub(rotations));
         rotations = rot;
         let status = identity.borrow_and_update().clone();
+        metrics
+            .identity_failures
+            .get_or_create(&crate::metrics::SourceLabel { source: "update".into() })
+            .inc_by(status.rejected.saturating_sub(rejected));
+        rejected = status.rejected;
         if let Some(t) = status.not_after {
             let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
             metrics.identity_not_after.set(secs);

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
-use crate::app::{self, Extras};
+use crate::app;
 use crate::chat::{self, Chat};
 use crate::config::{self, Config};
 
@@ -54,6 +54,8 @@ pub enum Cmd {
     },
     /// Print the version.
     Version,
+    /// Print the AccessRequestRoute CustomResourceDefinition (YAML).
+    Crdgen,
     /// Show the plugin at work without a cluster: starts a built-in Teleport
     /// simulator, creates, reviews, approves, denies and expires requests, and
     /// prints every chat message as it is posted and updated.
@@ -75,6 +77,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.cmd {
         Cmd::Version => {
             println!("teleport-plugin v{}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Cmd::Crdgen => {
+            print!("{}", crate::k8s::crd::crd_yaml());
             ExitCode::SUCCESS
         }
         Cmd::Configure { chat } => {
@@ -134,8 +140,11 @@ async fn start(config: Option<PathBuf>, debug: bool) -> anyhow::Result<()> {
         info!("TELEPORT_PLUGIN_FAIL_FAST is ignored: the plugin reconnects on its own and reports its state on /readyz");
     }
     let chats = build_chats(&cfg)?;
-    app::check_chats(&chats).await?;
-    let running = app::launch(&cfg, chats, Extras::default()).await?;
+    let kube_stop = tokio_util::sync::CancellationToken::new();
+    let k8s = crate::k8s::setup(&cfg, &kube_stop).await?;
+    let routes = k8s.routes;
+    let running = app::launch(&cfg, chats, k8s.extras).await?;
+    crate::k8s::start_routes(routes, running.metrics.clone(), kube_stop.clone());
     if running.ready(Duration::from_secs(30)).await {
         info!("Plugin is ready");
     } else {
@@ -144,6 +153,7 @@ async fn start(config: Option<PathBuf>, debug: bool) -> anyhow::Result<()> {
     wait_for_signal().await;
     info!(grace = ?cfg.plugin.shutdown_grace, "shutting down");
     running.stop(cfg.plugin.shutdown_grace).await;
+    kube_stop.cancel();
     info!("Successfully shut down");
     Ok(())
 }
@@ -211,7 +221,15 @@ async fn check(config: Option<PathBuf>, offline: bool) -> ExitCode {
 
 async fn check_online(cfg: &Config) -> Result<(), ()> {
     let stop = tokio_util::sync::CancellationToken::new();
-    let publisher = app::file_identity(cfg, &stop).map_err(|e| line(false, "identity", format!("{e:#}")))?;
+    let publisher = match &cfg.teleport.identity {
+        crate::config::IdentitySource::Secret { .. } => crate::k8s::setup(cfg, &stop).await.map(|s| s.extras.identity),
+        _ => app::file_identity(cfg, &stop).map(Some),
+    };
+    let publisher = match publisher {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(line(false, "identity", "no identity source configured")),
+        Err(e) => return Err(line(false, "identity", format!("{e:#}"))),
+    };
     let id = publisher.current();
     let left = humantime::format_duration(Duration::from_secs(id.remaining(SystemTime::now()).as_secs()));
     line(

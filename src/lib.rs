@@ -2,13 +2,16 @@
 //! Teleport cluster and keeps one chat message per recipient current in Slack,
 //! Discord or Mattermost.
 
+pub mod admin;
 pub mod app;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod health;
 pub mod identity;
+pub mod k8s;
 pub mod logging;
 pub mod metrics;
 pub mod model;

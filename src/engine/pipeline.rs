@@ -14,12 +14,15 @@ use super::plan::Snapshot;
 use super::queue::{Offer, Outcome, Scheduler};
 use super::route::Router;
 use super::worker::Worker;
+use crate::health::Heartbeat;
 use crate::metrics::{KindLabel, Metrics};
 use crate::teleport::{Feed, TeleportClient};
 
 /// Deleted requests are remembered this long, so a late stale event about
 /// them (a catch-up listing racing the deletion) cannot re-post them.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+/// The loop wakes at least this often, so its heartbeat shows it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Pipeline state others can watch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +40,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     concurrency: usize,
     status: watch::Sender<PipelineStatus>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Pipeline {
@@ -48,7 +52,12 @@ impl Pipeline {
         concurrency: usize,
     ) -> Self {
         let (status, _) = watch::channel(PipelineStatus::default());
-        Self { worker, router, client, metrics, concurrency: concurrency.max(1), status }
+        Self { worker, router, client, metrics, concurrency: concurrency.max(1), status, heartbeat: Arc::default() }
+    }
+
+    /// Beats while the loop turns (at least every few seconds).
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heartbeat.clone()
     }
 
     pub fn status(&self) -> watch::Receiver<PipelineStatus> {
@@ -78,6 +87,7 @@ impl Pipeline {
                 });
             }
             self.publish(&sched);
+            self.heartbeat.beat();
             if draining && running == 0 {
                 info!(chat, "pipeline stopped");
                 return;
@@ -92,6 +102,7 @@ impl Pipeline {
                     None => draining = true,
                 },
                 _ = sched.timers_fired(), if !draining => {}
+                _ = tokio::time::sleep(HEARTBEAT) => {}
                 _ = shutdown.cancelled(), if !draining => {
                     info!(chat, running, "stopping: finishing work in progress");
                     draining = true;

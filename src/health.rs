@@ -1,0 +1,142 @@
+//! Liveness and readiness, computed from the state other components publish.
+//!
+//! - Live: the runtime and every pipeline loop are turning (a wedged loop
+//!   stops its heartbeat). A lost Teleport connection is *not* a liveness
+//!   failure: restarting would not help, the plugin reconnects by itself.
+//! - Ready: identity loaded and unexpired, event stream live, chat tokens
+//!   accepted. A refused identity update keeps the old identity and shows as
+//!   "degraded" without failing readiness while the old one still works.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::engine::pipeline::PipelineStatus;
+use crate::identity::publish::IdentityStatus;
+use crate::teleport::StreamState;
+
+/// A heartbeat a loop updates while it runs.
+#[derive(Debug, Default)]
+pub struct Heartbeat(AtomicU64);
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        self.0.store(now_secs(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the last beat (`None` before the first).
+    pub fn age(&self) -> Option<u64> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_secs().saturating_sub(t)),
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Everything the probes look at.
+pub struct Health {
+    pub identity: watch::Receiver<IdentityStatus>,
+    pub stream: watch::Receiver<StreamState>,
+    pub pipelines: Vec<(&'static str, watch::Receiver<PipelineStatus>, Arc<Heartbeat>)>,
+    /// Chat health checks passed at start.
+    pub chats_checked: bool,
+    /// Loops older than this are considered wedged.
+    pub stall_after: Duration,
+}
+
+/// A probe answer: overall verdict and one line per check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub ok: bool,
+    pub lines: Vec<String>,
+}
+
+impl Report {
+    pub fn body(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lines {
+            let _ = writeln!(s, "{l}");
+        }
+        let _ = writeln!(s, "{}", if self.ok { "ok" } else { "not ok" });
+        s
+    }
+}
+
+impl Health {
+    pub fn live(&self) -> Report {
+        let mut ok = true;
+        let mut lines = Vec::new();
+        for (name, _, beat) in &self.pipelines {
+            match beat.age() {
+                Some(age) if age <= self.stall_after.as_secs() => lines.push(format!("[+] {name} loop: alive")),
+                Some(age) => {
+                    ok = false;
+                    lines.push(format!("[-] {name} loop: no progress for {age}s"));
+                }
+                None => lines.push(format!("[+] {name} loop: starting")),
+            }
+        }
+        Report { ok, lines }
+    }
+
+    pub fn ready(&self) -> Report {
+        let mut ok = true;
+        let mut lines = Vec::new();
+        let id = self.identity.borrow().clone();
+        match id.not_after {
+            Some(t) if t > SystemTime::now() => {
+                let left = t.duration_since(SystemTime::now()).unwrap_or_default();
+                let detail = format!("identity {} valid for {}", id.fingerprint, humantime::format_duration(Duration::from_secs(left.as_secs())));
+                match &id.last_error {
+                    None => lines.push(format!("[+] {detail}")),
+                    Some(e) => lines.push(format!("[+] {detail} (degraded: {e})")),
+                }
+            }
+            Some(_) => {
+                ok = false;
+                lines.push(format!(
+                    "[-] identity {} has expired{}",
+                    id.fingerprint,
+                    id.last_error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()
+                ));
+            }
+            None => {
+                ok = false;
+                lines.push("[-] identity not loaded".into());
+            }
+        }
+        match &*self.stream.borrow() {
+            StreamState::Live { generation, .. } => lines.push(format!("[+] Teleport event stream live (connection {generation})")),
+            StreamState::Connecting { attempt, last_error } => {
+                ok = false;
+                lines.push(format!(
+                    "[-] Teleport event stream down (attempt {attempt}){}",
+                    last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                ));
+            }
+        }
+        if self.chats_checked {
+            lines.push("[+] chat tokens accepted".into());
+        } else {
+            ok = false;
+            lines.push("[-] chat health check not passed".into());
+        }
+        for (name, status, _) in &self.pipelines {
+            let s = status.borrow();
+            if s.ready {
+                lines.push(format!("[+] {name}: ready ({} requests in progress)", s.active));
+            } else {
+                ok = false;
+                lines.push(format!("[-] {name}: waiting for the first event stream"));
+            }
+        }
+        Report { ok, lines }
+    }
+}

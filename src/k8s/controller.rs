@@ -1,0 +1,107 @@
+//! Keeps the route table in step with the `AccessRequestRoute` resources of
+//! one namespace, and reports on each resource in its status (observed
+//! generation and a Ready condition with the reason when a rule is invalid).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::crd::{AccessRequestRoute, AccessRequestRouteStatus, RouteCondition};
+use super::routes::{RouteTable, Verdict};
+use crate::metrics::{Metrics, SourceLabel};
+
+/// Watches the resources until `stop`; rebuilds the table on every change.
+pub async fn run(client: Client, namespace: String, table: Arc<RouteTable>, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let api: Api<AccessRequestRoute> = Api::namespaced(client, &namespace);
+    let mut known: BTreeMap<String, AccessRequestRoute> = BTreeMap::new();
+    let mut initial: BTreeMap<String, AccessRequestRoute> = BTreeMap::new();
+    let mut events = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff().boxed();
+    loop {
+        let ev = tokio::select! {
+            _ = stop.cancelled() => return,
+            ev = events.next() => match ev {
+                Some(ev) => ev,
+                None => return,
+            },
+        };
+        match ev {
+            Ok(Event::Init) => initial.clear(),
+            Ok(Event::InitApply(r)) => {
+                initial.insert(r.name_any(), r);
+            }
+            Ok(Event::InitDone) => {
+                known = std::mem::take(&mut initial);
+                apply(&api, &known, &table, &metrics).await;
+            }
+            Ok(Event::Apply(r)) => {
+                known.insert(r.name_any(), r);
+                apply(&api, &known, &table, &metrics).await;
+            }
+            Ok(Event::Delete(r)) => {
+                known.remove(&r.name_any());
+                apply(&api, &known, &table, &metrics).await;
+            }
+            Err(e) => warn!(namespace = %namespace, error = %e, "watching AccessRequestRoute resources failed; retrying"),
+        }
+    }
+}
+
+/// Loads `known` into the table and brings each resource's status up to date.
+async fn apply(
+    api: &Api<AccessRequestRoute>,
+    known: &BTreeMap<String, AccessRequestRoute>,
+    table: &RouteTable,
+    metrics: &Metrics,
+) {
+    let resources: Vec<_> = known.values().cloned().collect();
+    let verdicts = table.load(&resources);
+    metrics.routes.get_or_create(&SourceLabel { source: "access_request_routes".into() }).set(table.len() as i64);
+    for r in &resources {
+        let name = r.name_any();
+        let Some(verdict) = verdicts.get(&name) else { continue };
+        let desired = status_for(r, verdict);
+        if r.status.as_ref() == Some(&desired) {
+            continue;
+        }
+        if verdict.valid {
+            info!(route = %name, "{}", verdict.message);
+        } else {
+            warn!(route = %name, problems = %verdict.message, "AccessRequestRoute is invalid and ignored");
+        }
+        let patch = serde_json::json!({ "status": desired });
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            warn!(route = %name, error = %e, "cannot write the AccessRequestRoute status (needs patch on accessrequestroutes/status)");
+        }
+    }
+}
+
+/// The status a resource should have for `verdict`, keeping the transition
+/// time when the condition did not change.
+pub fn status_for(r: &AccessRequestRoute, verdict: &Verdict) -> AccessRequestRouteStatus {
+    let (status, reason) = if verdict.valid { ("True", "Valid") } else { ("False", "InvalidRule") };
+    let generation = r.metadata.generation;
+    let previous = r.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let unchanged = previous.is_some_and(|c| c.status == status && c.reason == reason && c.message == verdict.message);
+    let last_transition_time = match previous {
+        Some(c) if unchanged => c.last_transition_time.clone(),
+        _ => Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+    };
+    AccessRequestRouteStatus {
+        observed_generation: generation,
+        conditions: vec![RouteCondition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: verdict.message.clone(),
+            last_transition_time,
+            observed_generation: generation,
+        }],
+    }
+}

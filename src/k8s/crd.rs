@@ -1,0 +1,127 @@
+//! The `AccessRequestRoute` custom resource: routing rules that live in the
+//! cluster and take effect without a restart.
+//!
+//! ```yaml
+//! apiVersion: notify.accessrequests.dev/v1alpha1
+//! kind: AccessRequestRoute
+//! metadata: {name: payments, namespace: teleport}
+//! spec:
+//!   rules:
+//!     - name: payments-prod
+//!       match:
+//!         roles: ["payments-*"]
+//!         resourceKinds: ["db"]
+//!       recipients:
+//!         slack: ["#payments-oncall"]
+//!     - name: quiet-auditors
+//!       match: {roles: ["auditor"]}
+//!       suppress: true
+//! ```
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "notify.accessrequests.dev";
+pub const VERSION: &str = "v1alpha1";
+pub const PLURAL: &str = "accessrequestroutes";
+
+/// Routing rules for Teleport Access Request notifications. Every matching
+/// rule adds its recipients (per chat) to those of `role_to_recipients`; a
+/// matching rule with `suppress: true` silences the request in every chat.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "notify.accessrequests.dev",
+    version = "v1alpha1",
+    kind = "AccessRequestRoute",
+    namespaced,
+    status = "AccessRequestRouteStatus",
+    shortname = "arr",
+    doc = "Routing rules for Teleport Access Request notifications (teleport-plugin)",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct AccessRequestRouteSpec {
+    /// Rules, each matched on its own.
+    pub rules: Vec<RouteRule>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRule {
+    /// Name used in logs and status messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What a request must look like for the rule to apply. Every given
+    /// field must match; an empty match applies to every request.
+    #[serde(rename = "match", default)]
+    pub matches: RouteMatch,
+    /// Recipients per chat (`slack`, `discord`, `mattermost`, `console`), in
+    /// the same forms as `role_to_recipients`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recipients: BTreeMap<String, Vec<String>>,
+    /// Silence matching requests in every chat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suppress: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// Requested roles: names or globs (`dev-*`); any requested role may match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Requesting users: names or globs (`*@contractors.example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requesters: Vec<String>,
+    /// Kinds of requested resources (`node`, `db`, `app`, `kube_cluster`, ...);
+    /// any requested resource may match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_kinds: Vec<String>,
+    /// Request labels that must all be present with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// System annotations: for each key, one of these values must be present.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestRouteStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<RouteCondition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteCondition {
+    /// `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// `Valid` or `InvalidRule`.
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The CRD as YAML, as `crds/` and the charts ship it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = AccessRequestRoute::crd();
+    format!(
+        "# Generated by `teleport-plugin crdgen`; do not edit.\n{}",
+        serde_yaml::to_string(&crd).expect("CRD serialises")
+    )
+}

@@ -1,0 +1,88 @@
+//! Kubernetes integration: the identity from tbot's Secret, and routing from
+//! `AccessRequestRoute` resources, both followed live.
+
+pub mod controller;
+pub mod crd;
+pub mod routes;
+pub mod secret;
+
+use anyhow::{Context, Result};
+
+/// A client for the cluster the plugin runs in (or `KUBECONFIG`).
+pub async fn client() -> Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("Kubernetes API access is needed (teleport.identity_secret or routing.crd): run in a pod with a service account, or set KUBECONFIG")
+}
+
+/// The namespace to use when none is configured: the pod's own.
+pub fn default_namespace(client: &kube::Client) -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| client.default_namespace().to_string())
+}
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Extras;
+use crate::config::{Config, IdentitySource};
+use routes::RouteTable;
+
+/// Kubernetes parts of a start: what `launch` needs, and the route
+/// controller to start once metrics exist.
+#[derive(Default)]
+pub struct Setup {
+    pub extras: Extras,
+    pub routes: Option<(kube::Client, String, Arc<RouteTable>)>,
+}
+
+/// Starts the route controller prepared by [`setup`] (when routing.crd is on).
+pub fn start_routes(
+    routes: Option<(kube::Client, String, Arc<RouteTable>)>,
+    metrics: Arc<crate::metrics::Metrics>,
+    stop: CancellationToken,
+) {
+    if let Some((client, ns, table)) = routes {
+        tracing::info!(namespace = %ns, "following AccessRequestRoute resources");
+        tokio::spawn(controller::run(client, ns, table, metrics, stop));
+    }
+}
+
+/// Connects to Kubernetes when the configuration asks for it: loads the
+/// identity from its Secret and prepares CRD routing.
+pub async fn setup(cfg: &Config, stop: &CancellationToken) -> Result<Setup> {
+    let needs = matches!(cfg.teleport.identity, IdentitySource::Secret { .. }) || cfg.routing.crd;
+    if !needs {
+        return Ok(Setup::default());
+    }
+    setup_with(cfg, stop, client().await?).await
+}
+
+/// [`setup`] with a given client.
+pub async fn setup_with(cfg: &Config, stop: &CancellationToken, client: kube::Client) -> Result<Setup> {
+    let mut out = Setup::default();
+    if let IdentitySource::Secret { name, key, namespace } = &cfg.teleport.identity {
+        let r = secret::SecretRef {
+            namespace: namespace.clone().unwrap_or_else(|| default_namespace(&client)),
+            name: name.clone(),
+            key: key.clone(),
+        };
+        out.extras.identity = Some(secret::follow(client.clone(), r, stop.clone()).await?);
+    }
+    if cfg.routing.crd {
+        let table = RouteTable::new();
+        let ns = cfg.routing.namespace.clone().unwrap_or_else(|| default_namespace(&client));
+        out.extras.routes = Some(table.clone());
+        out.routes = Some((client, ns, table));
+    }
+    Ok(out)
+}
