@@ -2,10 +2,14 @@
 //! Teleport cluster and keeps one chat message per recipient current in Slack,
 //! Discord or Mattermost.
 
+pub mod app;
+pub mod chat;
+pub mod config;
+pub mod engine;
 pub mod identity;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod pb;
 pub mod sim;
 pub mod teleport;
-pub mod config;
-pub mod chat;

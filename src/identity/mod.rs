@@ -7,7 +7,9 @@
 //! [`IdentityError`] naming the part that is wrong. Private key material never
 //! appears in `Debug` output or error messages.
 
+pub mod files;
 mod parse;
+pub mod publish;
 pub mod source;
 
 use std::fmt;

@@ -31,6 +31,24 @@ impl IdentityFiles {
         }
     }
 
+    /// Digest of the files' current content (read errors included), to
+    /// notice changes cheaply.
+    pub fn fingerprint_of_content(&self) -> Vec<u8> {
+        let paths: Vec<&Path> = match self {
+            Self::IdentityFile(p) => vec![p],
+            Self::Tls { cert, key, cas } => vec![cert, key, cas],
+        };
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for p in paths {
+            match std::fs::read(p) {
+                Ok(b) => ctx.update(&b),
+                Err(e) => ctx.update(format!("error:{:?}", e.kind()).as_bytes()),
+            }
+            ctx.update(b"\0");
+        }
+        ctx.finish().as_ref().to_vec()
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::IdentityFile(p) => format!("identity file {}", p.display()),

@@ -246,30 +246,52 @@ impl PluginDataStore {
             .map_err(|status| StoreError::Rpc { resource: resource.into(), status })
     }
 
+    /// Raw stored map of this plugin's data for `resource`.
+    pub async fn load_raw(&self, resource: &str) -> Result<Option<HashMap<String, String>>, StoreError> {
+        self.read_raw(resource).await
+    }
+
     /// Read-modify-write with compare-and-swap, retried on conflict with
     /// jittered backoff (1 ms to 1 s). `f` sees `None` when no data exists;
     /// writing then creates it only if nobody else did meanwhile.
     pub async fn modify<T>(
         &self,
         resource: &str,
-        mut f: impl FnMut(Option<&RequestData>) -> Change<T>,
+        f: impl FnMut(Option<&RequestData>) -> Change<T>,
     ) -> Result<T, StoreError> {
+        let current = self.read_raw(resource).await?;
+        self.modify_known(resource, current, f).await.map(|(out, _)| out)
+    }
+
+    /// Like [`modify`](Self::modify), but starts from `known`, what the caller
+    /// believes is stored (saving a read); a wrong belief costs one conflict.
+    /// Returns the callback's value and what is stored afterwards.
+    pub async fn modify_known<T>(
+        &self,
+        resource: &str,
+        known: Option<HashMap<String, String>>,
+        mut f: impl FnMut(Option<&RequestData>) -> Change<T>,
+    ) -> Result<(T, Option<HashMap<String, String>>), StoreError> {
         let mut delays = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(1))
             .with_max_delay(Duration::from_secs(1))
             .with_jitter()
             .without_max_times()
             .build();
-        for _ in 0..self.max_attempts {
-            let raw = self.read_raw(resource).await?;
+        let mut raw = known;
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                raw = self.read_raw(resource).await?;
+            }
             let current = raw.as_ref().map(RequestData::decode);
             let (next, out) = match f(current.as_ref()) {
-                Change::Keep(out) => return Ok(out),
+                Change::Keep(out) => return Ok((out, raw)),
                 Change::Write(next, out) => (next, out),
             };
             let (set, expect) = cas_maps(raw.as_ref(), &next);
+            let stored: HashMap<String, String> = set.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
             match self.client.update_plugin_data(self.kind, resource, &self.plugin, set, expect).await {
-                Ok(()) => return Ok(out),
+                Ok(()) => return Ok((out, (!stored.is_empty()).then_some(stored))),
                 Err(s) if s.code() == Code::FailedPrecondition => {
                     tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
                 }

@@ -1,0 +1,241 @@
+//! Wiring for `start`: identity → Teleport connection → event stream →
+//! one pipeline per chat, plus the observable state the HTTP endpoints and
+//! tests read. Everything fails fast on bad configuration and then runs
+//! until told to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::chat::Chat;
+use crate::config::{Config, IdentitySource};
+use crate::engine::pipeline::{Pipeline, PipelineStatus};
+use crate::engine::plan::Me;
+use crate::engine::route::{ExtraRoutes, Router};
+use crate::engine::worker::{Worker, WorkerConfig};
+use crate::identity::publish::{IdentityPublisher, IdentityStatus};
+use crate::metrics::Metrics;
+use crate::teleport::watch::WatchStats;
+use crate::teleport::{ChannelOptions, ClusterInfo, Dialer, DirectDialer, Feed, PluginDataStore, StreamState, TeleportClient, Watcher};
+
+/// A running plugin.
+pub struct Running {
+    pub cluster: ClusterInfo,
+    pub path: String,
+    pub client: Arc<TeleportClient>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub stream: watch::Receiver<StreamState>,
+    pub watch_stats: Arc<WatchStats>,
+    pub identity: watch::Receiver<IdentityStatus>,
+    pub pipelines: Vec<(&'static str, watch::Receiver<PipelineStatus>)>,
+    shutdown: CancellationToken,
+    pipeline_tasks: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Optional parts supplied by the caller (Kubernetes integration, tests).
+#[derive(Default)]
+pub struct Extras {
+    /// An identity publisher to use instead of the configured files.
+    pub identity: Option<Arc<IdentityPublisher>>,
+    /// Routes from `AccessRequestRoute` resources.
+    pub routes: Option<Arc<dyn ExtraRoutes>>,
+    /// How to reach Auth, instead of a direct connection to `teleport.addr`.
+    pub dialer: Option<Arc<dyn Dialer>>,
+}
+
+/// Loads the configured identity files and follows them when asked to.
+pub fn file_identity(cfg: &Config, stop: &CancellationToken) -> Result<Arc<IdentityPublisher>> {
+    let IdentitySource::Files { files, refresh, interval } = &cfg.teleport.identity else {
+        bail!("the identity comes from a Kubernetes Secret; it is loaded by the Kubernetes integration");
+    };
+    let identity = files.load().with_context(|| format!("cannot load the {}", files.describe()))?;
+    identity.ensure_unexpired(std::time::SystemTime::now())?;
+    let publisher = Arc::new(IdentityPublisher::new(Arc::new(identity)));
+    if *refresh {
+        tokio::spawn(crate::identity::files::follow(files.clone(), *interval, publisher.clone(), stop.clone()));
+    }
+    Ok(publisher)
+}
+
+/// Checks each chat's token; the first failure stops the start.
+pub async fn check_chats(chats: &[Arc<dyn Chat>]) -> Result<()> {
+    for chat in chats {
+        match chat.health_check().await {
+            Ok(who) => info!(chat = chat.name(), bot = %who, "chat API health check passed"),
+            Err(e) => bail!("{} API health check failed: {e}", chat.name()),
+        }
+    }
+    Ok(())
+}
+
+/// Starts everything. `chats` are the chat clients (already health-checked).
+pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> Result<Running> {
+    let shutdown = CancellationToken::new();
+    let publisher = match extras.identity {
+        Some(p) => p,
+        None => file_identity(cfg, &shutdown)?,
+    };
+    let dialer: Arc<dyn Dialer> = match extras.dialer {
+        Some(d) => d,
+        None => Arc::new(DirectDialer { addr: cfg.teleport.addr.clone() }),
+    };
+    let identity = publisher.current();
+    info!(user = %identity.username, fingerprint = %identity.fingerprint,
+        not_after = %humantime::format_rfc3339_seconds(identity.not_after), "identity loaded");
+    let (client, cluster) = TeleportClient::connect(dialer, identity, ChannelOptions::default()).await?;
+    let client = Arc::new(client);
+    let path = client.path();
+    info!(cluster = %cluster.cluster_name, version = %cluster.server_version, path = %path, "connected to Teleport");
+
+    let (metrics, registry) = Metrics::new_registered();
+    let (feed_tx, mut feed_rx) = mpsc::channel::<Feed>(1024);
+    let watcher = Watcher::new(client.clone(), feed_tx).with_identity_updates(publisher.subscribe());
+    let stream = watcher.state();
+    let watch_stats = watcher.stats();
+    let mut background = vec![tokio::spawn(watcher.run(shutdown.clone()))];
+
+    let me = Me { instance: cfg.plugin.instance_id.clone(), epoch: uuid::Uuid::new_v4().simple().to_string()[..12].to_string() };
+    let mut inputs = Vec::new();
+    let mut pipelines = Vec::new();
+    let mut pipeline_tasks = Vec::new();
+    for (chat, chat_cfg) in chats.into_iter().zip(cfg.chats.iter()) {
+        let mut router = Router::new(chat.name(), chat_cfg.routing().clone());
+        if let Some(extra) = &extras.routes {
+            router = router.with_extra(extra.clone());
+        }
+        let router = Arc::new(router);
+        metrics
+            .routes
+            .get_or_create(&crate::metrics::SourceLabel { source: format!("{}_role_to_recipients", chat.name()) })
+            .set(chat_cfg.routing().len() as i64);
+        let worker = Arc::new(Worker::new(
+            chat.clone(),
+            PluginDataStore::new(client.clone(), chat.name()),
+            client.clone(),
+            router.clone(),
+            cluster.clone(),
+            WorkerConfig::new(me.clone(), cfg.plugin.claim_lease),
+            metrics.clone(),
+        ));
+        let pipeline = Pipeline::new(worker, router, client.clone(), metrics.clone(), cfg.plugin.concurrency);
+        pipelines.push((chat.name(), pipeline.status()));
+        let (tx, rx) = mpsc::channel::<Feed>(1024);
+        inputs.push(tx);
+        pipeline_tasks.push(tokio::spawn(pipeline.run(rx, shutdown.clone())));
+    }
+
+    // Every chat sees every event.
+    background.push(tokio::spawn(async move {
+        while let Some(feed) = feed_rx.recv().await {
+            for tx in &inputs {
+                if tx.send(feed.clone()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }));
+    background.push(tokio::spawn(mirror_into_metrics(
+        metrics.clone(),
+        stream.clone(),
+        publisher.status(),
+        watch_stats.clone(),
+        shutdown.clone(),
+    )));
+
+    Ok(Running {
+        cluster,
+        path,
+        client,
+        metrics,
+        registry: Arc::new(registry),
+        stream,
+        watch_stats,
+        identity: publisher.status(),
+        pipelines,
+        shutdown,
+        pipeline_tasks,
+        background,
+    })
+}
+
+/// Keeps the gauges that mirror other components' state current.
+async fn mirror_into_metrics(
+    metrics: Arc<Metrics>,
+    mut stream: watch::Receiver<StreamState>,
+    mut identity: watch::Receiver<IdentityStatus>,
+    stats: Arc<WatchStats>,
+    stop: CancellationToken,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut reconnects = 0;
+    let mut rotations = 0;
+    loop {
+        let up = matches!(*stream.borrow_and_update(), StreamState::Live { .. });
+        metrics.stream_up.set(up as i64);
+        let r = stats.reconnects.load(Relaxed);
+        metrics.stream_reconnects.inc_by(r.saturating_sub(reconnects));
+        reconnects = r;
+        let rot = stats.rotations.load(Relaxed);
+        metrics.identity_rotations.inc_by(rot.saturating_sub(rotations));
+        rotations = rot;
+        let status = identity.borrow_and_update().clone();
+        if let Some(t) = status.not_after {
+            let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            metrics.identity_not_after.set(secs);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = stream.changed() => {}
+            _ = identity.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+impl Running {
+    /// Waits until every pipeline has seen its first stream.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let wait = async {
+            for (_, status) in &self.pipelines {
+                let mut s = status.clone();
+                if s.wait_for(|s| s.ready).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Requests with work in progress, across chats.
+    pub fn active(&self) -> usize {
+        self.pipelines.iter().map(|(_, s)| s.borrow().active).sum()
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops intake, lets running work finish within `grace`, stops the rest.
+    /// Returns whether everything finished in time.
+    pub async fn stop(self, grace: Duration) -> bool {
+        self.shutdown.cancel();
+        let all = futures::future::join_all(self.pipeline_tasks);
+        let finished = tokio::time::timeout(grace, all).await.is_ok();
+        if !finished {
+            error!(grace = ?grace, "work in progress did not finish in time; it resumes at the next start");
+        }
+        for t in self.background {
+            t.abort();
+        }
+        finished
+    }
+}

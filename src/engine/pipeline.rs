@@ -1,0 +1,175 @@
+//! One chat's pipeline: takes the watcher's feed, keeps the Access Monitoring
+//! Rule cache current, and runs requests through the [`Worker`] with bounded
+//! parallelism, one worker per request at a time, retrying with backoff.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::plan::Snapshot;
+use super::queue::{Offer, Outcome, Scheduler};
+use super::route::Router;
+use super::worker::Worker;
+use crate::metrics::{KindLabel, Metrics};
+use crate::teleport::{Feed, TeleportClient};
+
+/// Deleted requests are remembered this long, so a late stale event about
+/// them (a catch-up listing racing the deletion) cannot re-post them.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
+
+/// Pipeline state others can watch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineStatus {
+    /// A stream has been announced and the rules for it are loaded.
+    pub ready: bool,
+    /// Requests with work queued, running or waiting for a retry.
+    pub active: usize,
+}
+
+pub struct Pipeline {
+    worker: Arc<Worker>,
+    router: Arc<Router>,
+    client: Arc<TeleportClient>,
+    metrics: Arc<Metrics>,
+    concurrency: usize,
+    status: watch::Sender<PipelineStatus>,
+}
+
+impl Pipeline {
+    pub fn new(
+        worker: Arc<Worker>,
+        router: Arc<Router>,
+        client: Arc<TeleportClient>,
+        metrics: Arc<Metrics>,
+        concurrency: usize,
+    ) -> Self {
+        let (status, _) = watch::channel(PipelineStatus::default());
+        Self { worker, router, client, metrics, concurrency: concurrency.max(1), status }
+    }
+
+    pub fn status(&self) -> watch::Receiver<PipelineStatus> {
+        self.status.subscribe()
+    }
+
+    /// Runs until the feed ends or `shutdown` fires, then lets running work
+    /// finish (callers bound that with a timeout). Queued retries are left to
+    /// the next start: their state is in plugin data.
+    pub async fn run(self, mut input: mpsc::Receiver<Feed>, shutdown: CancellationToken) {
+        let chat = self.worker.name();
+        let mut sched = Scheduler::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Outcome)>();
+        let mut running = 0usize;
+        let mut draining = false;
+        let mut tombstones: VecDeque<(Instant, String)> = VecDeque::new();
+        loop {
+            while !draining && running < self.concurrency {
+                let Some((snap, attempts)) = sched.pop() else { break };
+                running += 1;
+                let worker = self.worker.clone();
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let id = snap.id().to_string();
+                    let outcome = worker.process(snap, attempts).await;
+                    let _ = done.send((id, outcome));
+                });
+            }
+            self.publish(&sched);
+            if draining && running == 0 {
+                info!(chat, "pipeline stopped");
+                return;
+            }
+            tokio::select! {
+                Some((id, outcome)) = done_rx.recv() => {
+                    running -= 1;
+                    sched.complete(&id, outcome);
+                }
+                feed = input.recv(), if !draining => match feed {
+                    Some(feed) => self.on_feed(feed, &mut sched, &mut tombstones).await,
+                    None => draining = true,
+                },
+                _ = sched.timers_fired(), if !draining => {}
+                _ = shutdown.cancelled(), if !draining => {
+                    info!(chat, running, "stopping: finishing work in progress");
+                    draining = true;
+                }
+            }
+            while tombstones.front().is_some_and(|(at, _)| at.elapsed() > TOMBSTONE_TTL) {
+                let (_, id) = tombstones.pop_front().expect("checked");
+                sched.forget(&id);
+                self.worker.forget(&id);
+            }
+        }
+    }
+
+    fn publish(&self, sched: &Scheduler) {
+        let active = sched.active();
+        self.metrics.tracked.get_or_create(&Metrics::chat(self.worker.name())).set(active as i64);
+        self.status.send_if_modified(|s| {
+            let changed = s.active != active;
+            s.active = active;
+            changed
+        });
+    }
+
+    async fn on_feed(&self, feed: Feed, sched: &mut Scheduler, tombstones: &mut VecDeque<(Instant, String)>) {
+        let chat = self.worker.name();
+        match feed {
+            Feed::Ready { rules_watched, generation } => {
+                if rules_watched {
+                    self.load_rules().await;
+                } else {
+                    self.router.set_rules(Vec::new());
+                    debug!(chat, "Access Monitoring Rules are not available to this identity; static routing only");
+                }
+                self.metrics.routes.get_or_create(&crate::metrics::SourceLabel { source: "access_monitoring_rules".into() })
+                    .set(self.router.rule_count() as i64);
+                info!(chat, generation, "ready");
+                self.status.send_modify(|s| s.ready = true);
+            }
+            Feed::Put(r) => {
+                self.metrics.events.get_or_create(&KindLabel { kind: "access_request".into() }).inc();
+                let id = r.id.clone();
+                self.worker.seen(&id);
+                if sched.offer(Snapshot::Live(r)) == Offer::Stale {
+                    debug!(chat, id = %id, "ignoring an older snapshot of the request");
+                }
+            }
+            Feed::Deleted(id) => {
+                self.metrics.events.get_or_create(&KindLabel { kind: "access_request_delete".into() }).inc();
+                sched.offer(Snapshot::Deleted(id.clone()));
+                tombstones.push_back((Instant::now(), id));
+            }
+            Feed::RulePut(rule) => {
+                self.metrics.events.get_or_create(&KindLabel { kind: "access_monitoring_rule".into() }).inc();
+                self.router.put_rule(rule);
+            }
+            Feed::RuleDeleted(name) => {
+                self.metrics.events.get_or_create(&KindLabel { kind: "access_monitoring_rule_delete".into() }).inc();
+                self.router.delete_rule(&name);
+            }
+            Feed::CaughtUp { listed } => debug!(chat, listed, "catch-up listing fed"),
+        }
+    }
+
+    async fn load_rules(&self) {
+        let chat = self.worker.name();
+        for attempt in 0..3u32 {
+            match self.client.list_monitoring_rules(chat).await {
+                Ok(rules) => {
+                    info!(chat, rules = rules.len(), "Access Monitoring Rules loaded");
+                    self.router.set_rules(rules);
+                    return;
+                }
+                Err(s) => {
+                    warn!(chat, attempt, error = %crate::teleport::client::describe_status(&s), "cannot list Access Monitoring Rules");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        warn!(chat, "continuing with the rules received so far and static routing");
+    }
+}

@@ -1,0 +1,273 @@
+//! Who gets told about a request, for one chat.
+//!
+//! Sources, in order of precedence (as the official plugins, plus ours):
+//! 1. Access Monitoring Rules addressed to this plugin whose condition
+//!    matches: their recipients *replace* the static routing.
+//! 2. Otherwise the static `role_to_recipients` map (a role's own entry, or
+//!    `"*"` for roles without one), plus routes from `AccessRequestRoute`
+//!    resources, plus the suggested reviewers that are emails.
+//!
+//! A matching route with `suppress` silences the request in this chat.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tracing::warn;
+
+use super::predicate::{Condition, RequestFacts};
+use crate::config::RoleRecipients;
+use crate::model::{AccessRequest, MonitoringRule};
+
+/// Routes contributed by another source (the Kubernetes CRD): given a
+/// request, the recipients for one chat and whether it is silenced.
+pub trait ExtraRoutes: Send + Sync {
+    fn route(&self, chat: &str, request: &AccessRequest) -> ExtraRouting;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtraRouting {
+    pub recipients: Vec<String>,
+    /// Name of a matching route that silences the request, if any.
+    pub suppressed_by: Option<String>,
+}
+
+/// The outcome of routing one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    pub recipients: Vec<String>,
+    /// Where the recipients came from, for logs.
+    pub source: &'static str,
+    pub suppressed_by: Option<String>,
+}
+
+struct Rule {
+    recipients: Vec<String>,
+    condition: Result<Condition, String>,
+}
+
+pub struct Router {
+    plugin: &'static str,
+    static_routes: RoleRecipients,
+    rules: RwLock<BTreeMap<String, Rule>>,
+    extra: Option<Arc<dyn ExtraRoutes>>,
+    /// Rules whose condition we already reported as unusable.
+    reported: Mutex<HashSet<(String, String)>>,
+}
+
+impl Router {
+    pub fn new(plugin: &'static str, static_routes: RoleRecipients) -> Self {
+        Self { plugin, static_routes, rules: RwLock::default(), extra: None, reported: Mutex::default() }
+    }
+
+    pub fn with_extra(mut self, extra: Arc<dyn ExtraRoutes>) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// Replaces every Access Monitoring Rule (after a (re)load).
+    pub fn set_rules(&self, rules: Vec<MonitoringRule>) {
+        let mut map = BTreeMap::new();
+        for r in rules {
+            if let Some((name, rule)) = self.compile(r) {
+                map.insert(name, rule);
+            }
+        }
+        *self.rules.write().expect("poisoned") = map;
+    }
+
+    pub fn put_rule(&self, rule: MonitoringRule) {
+        let name = rule.name.clone();
+        let compiled = self.compile(rule);
+        let mut rules = self.rules.write().expect("poisoned");
+        match compiled {
+            Some((name, r)) => {
+                rules.insert(name, r);
+            }
+            // A rule that no longer applies to us is dropped.
+            None => {
+                rules.remove(&name);
+            }
+        }
+    }
+
+    pub fn delete_rule(&self, name: &str) {
+        self.rules.write().expect("poisoned").remove(name);
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.read().expect("poisoned").len()
+    }
+
+    fn compile(&self, r: MonitoringRule) -> Option<(String, Rule)> {
+        if !r.subjects.iter().any(|s| s == "access_request") || r.notification_name != self.plugin {
+            return None;
+        }
+        let condition = Condition::parse(&r.condition).map_err(|e| e.to_string());
+        if let Err(e) = &condition {
+            let key = (r.name.clone(), r.condition.clone());
+            if self.reported.lock().expect("poisoned").insert(key) {
+                warn!(rule = %r.name, error = %e, "Access Monitoring Rule condition is not supported; the rule never matches");
+            }
+        }
+        Some((r.name, Rule { recipients: r.recipients, condition }))
+    }
+
+    /// Raw recipients for `req` (before the chat resolves them).
+    pub fn route(&self, req: &AccessRequest) -> Routing {
+        let extra = self.extra.as_ref().map(|e| e.route(self.plugin, req)).unwrap_or_default();
+        if extra.suppressed_by.is_some() {
+            return Routing { recipients: Vec::new(), source: "suppressed", suppressed_by: extra.suppressed_by };
+        }
+        let facts = RequestFacts {
+            user: &req.user,
+            roles: &req.roles,
+            suggested_reviewers: &req.suggested_reviewers,
+            request_reason: &req.request_reason,
+            system_annotations: &req.system_annotations,
+            plugin_name: self.plugin,
+        };
+        let mut out = Recipients::default();
+        for rule in self.rules.read().expect("poisoned").values() {
+            if rule.condition.as_ref().is_ok_and(|c| c.matches(&facts)) {
+                out.extend(&rule.recipients);
+            }
+        }
+        if !out.0.is_empty() {
+            return Routing { recipients: out.0, source: "access monitoring rules", suppressed_by: None };
+        }
+        let mut used_default = false;
+        for role in &req.roles {
+            match self.static_routes.get(role).filter(|v| !v.is_empty()) {
+                Some(list) => out.extend(list),
+                None if !used_default => {
+                    used_default = true;
+                    if let Some(list) = self.static_routes.get("*") {
+                        out.extend(list);
+                    }
+                }
+                None => {}
+            }
+        }
+        out.extend(&extra.recipients);
+        out.extend(req.suggested_reviewers.iter().filter(|r| looks_like_email(r)));
+        Routing { recipients: out.0, source: "role_to_recipients", suppressed_by: None }
+    }
+}
+
+/// An ordered set of recipient strings.
+#[derive(Default)]
+struct Recipients(Vec<String>);
+
+impl Recipients {
+    fn extend<'a>(&mut self, items: impl IntoIterator<Item = &'a String>) {
+        for i in items {
+            if !self.0.contains(i) {
+                self.0.push(i.clone());
+            }
+        }
+    }
+}
+
+/// A bare email address (`local@domain.tld`), as suggested reviewers must be
+/// to be notified.
+pub fn looks_like_email(s: &str) -> bool {
+    let mut parts = s.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ',' | '"' | '(' | ')' | ';' | ':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(pairs: &[(&str, &[&str])]) -> RoleRecipients {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect()
+    }
+
+    fn req(roles: &[&str], suggested: &[&str]) -> AccessRequest {
+        let mut r = AccessRequest::new_pending("id", "alice@example.com", roles.iter().map(|s| s.to_string()).collect());
+        r.suggested_reviewers = suggested.iter().map(|s| s.to_string()).collect();
+        r
+    }
+
+    fn rule(name: &str, cond: &str, plugin: &str, to: &[&str]) -> MonitoringRule {
+        MonitoringRule {
+            name: name.into(),
+            subjects: vec!["access_request".into()],
+            condition: cond.into(),
+            notification_name: plugin.into(),
+            recipients: to.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn static_routing_uses_the_role_entry_else_the_default_once() {
+        let r = Router::new("slack", routes(&[("*", &["#all"]), ("dev", &["#dev", "#shared"]), ("ops", &["#shared"])]));
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["dev"], &["#dev", "#shared"]),
+            (&["qa"], &["#all"]),
+            (&["qa", "sec"], &["#all"]),
+            (&["dev", "ops", "qa"], &["#dev", "#shared", "#all"]),
+        ];
+        for (roles, want) in cases {
+            assert_eq!(r.route(&req(roles, &[])).recipients, *want, "roles {roles:?}");
+        }
+    }
+
+    #[test]
+    fn suggested_reviewers_are_added_when_they_are_emails() {
+        let r = Router::new("slack", routes(&[("*", &["#all"])]));
+        let got = r.route(&req(&["x"], &["bob@example.com", "not an email", "carol", "#all", "a@b@c.com"]));
+        assert_eq!(got.recipients, vec!["#all", "bob@example.com"]);
+    }
+
+    #[test]
+    fn matching_rules_replace_static_routing() {
+        let r = Router::new("slack", routes(&[("*", &["#all"])]));
+        r.set_rules(vec![
+            rule("dev", r#"access_request.spec.roles.contains("dev")"#, "slack", &["#dev-amr"]),
+            rule("other-plugin", "true", "discord", &["123"]),
+            rule("bad", "regexp.match(x)", "slack", &["#never"]),
+        ]);
+        assert_eq!(r.rule_count(), 2, "rules for other plugins are ignored");
+        let got = r.route(&req(&["dev"], &["bob@example.com"]));
+        assert_eq!((got.recipients, got.source), (vec!["#dev-amr".to_string()], "access monitoring rules"));
+        assert_eq!(r.route(&req(&["qa"], &[])).recipients, vec!["#all"]);
+        r.delete_rule("dev");
+        assert_eq!(r.route(&req(&["dev"], &[])).recipients, vec!["#all"]);
+    }
+
+    #[test]
+    fn a_rule_updated_away_from_this_plugin_is_dropped() {
+        let r = Router::new("slack", RoleRecipients::new());
+        r.put_rule(rule("x", "true", "slack", &["#a"]));
+        assert_eq!(r.rule_count(), 1);
+        r.put_rule(rule("x", "true", "mattermost", &["#a"]));
+        assert_eq!(r.rule_count(), 0);
+    }
+
+    struct Fixed(ExtraRouting);
+    impl ExtraRoutes for Fixed {
+        fn route(&self, _: &str, _: &AccessRequest) -> ExtraRouting {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn extra_routes_merge_and_can_suppress() {
+        let add = Router::new("slack", routes(&[("*", &["#all"])]))
+            .with_extra(Arc::new(Fixed(ExtraRouting { recipients: vec!["#crd".into(), "#all".into()], suppressed_by: None })));
+        assert_eq!(add.route(&req(&["x"], &[])).recipients, vec!["#all", "#crd"]);
+        let mute = Router::new("slack", routes(&[("*", &["#all"])]))
+            .with_extra(Arc::new(Fixed(ExtraRouting { recipients: vec![], suppressed_by: Some("quiet".into()) })));
+        let got = mute.route(&req(&["x"], &[]));
+        assert!(got.recipients.is_empty());
+        assert_eq!(got.suppressed_by.as_deref(), Some("quiet"));
+    }
+}

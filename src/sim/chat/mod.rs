@@ -1,0 +1,22 @@
+//! HTTP simulators of the Slack, Discord and Mattermost Web APIs used by the
+//! chat clients, for integration tests, benchmarks and fault injection.
+//!
+//! Each simulator is an axum server on a random loopback port, started from
+//! async code (`SlackSim::start(config).await`). The returned handle is cheap
+//! to clone; the server stops when the last clone is dropped. Besides the API
+//! itself every simulator offers the [`ChatSim`] control surface: call log,
+//! waiting without polling, injected failures, delays and rate limits, and
+//! run-time changes of users, channels, bot membership and tokens.
+
+mod common;
+pub mod discord;
+pub mod mattermost;
+pub mod slack;
+
+pub use common::{
+    CallRecord, ChatSim, RateWindow, STATUS_CLIENT_CLOSED, SimChannel, SimCore, SimUser,
+    WaitTimeout,
+};
+pub use discord::{DiscordMessage, DiscordRevision, DiscordSim, DiscordSimConfig};
+pub use mattermost::{MattermostPost, MattermostRevision, MattermostSim, MattermostSimConfig};
+pub use slack::{SlackMessage, SlackRevision, SlackSim, SlackSimConfig};
