@@ -345,10 +345,6 @@ impl<A: Api> Http<A> {
         &self.gate
     }
 
-    pub fn options(&self) -> &ClientOptions {
-        &self.opts
-    }
-
     /// Runs one call: waits for the gate, retries within the bounds of
     /// [`ClientOptions`], and returns the answer's JSON.
     pub async fn call(&self, req: Request) -> Result<Value, ChatError> {
@@ -441,7 +437,11 @@ impl<A: Api> Http<A> {
                 return Err(with_applied(err, maybe_applied));
             }
             match rate_wait {
-                // The gate sleeps at the top of the loop (or gives up if too long).
+                // The gate sleeps at the top of the loop; a wait beyond the
+                // budget goes back to the caller as the API stated it.
+                Some(after) if Instant::now() + after > deadline => {
+                    return Err(with_applied(err, maybe_applied));
+                }
                 Some(_) => {}
                 None => {
                     let delay = backoff.next().unwrap_or(self.opts.max_backoff);

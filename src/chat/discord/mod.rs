@@ -29,6 +29,9 @@ const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 const MAX_PAGES: usize = 20;
 const PAGE_SIZE: usize = 100;
 
+/// Added to header-announced resets.
+const RESET_MARGIN: Duration = Duration::from_millis(50);
+
 const POST_ROUTE: &str = "POST /channels/{channel_id}/messages";
 const LIST_ROUTE: &str = "GET /channels/{channel_id}/messages";
 const EDIT_ROUTE: &str = "PATCH /channels/{channel_id}/messages/{message_id}";
@@ -307,7 +310,9 @@ impl Api for DiscordApi {
         if reply.header("x-ratelimit-remaining") == Some("0")
             && let Some(after) = reply.header_secs("x-ratelimit-reset-after")
         {
-            gate.close(&self.bucket(req), after);
+            // Reset-After is rounded to milliseconds; waking a little late
+            // beats a 429 for being a hair early.
+            gate.close(&self.bucket(req), after + RESET_MARGIN);
         }
     }
 

@@ -189,6 +189,27 @@ impl MattermostChat {
     }
 }
 
+impl MattermostChat {
+    /// Mattermost answers an edit of a deleted post (or a reply to one) with
+    /// 403 or 400, like a permission problem; asking for the post tells the two apart.
+    async fn gone_or(&self, message: &MessageRef, e: ChatError) -> ChatError {
+        if e.kind != super::ErrorKind::Permanent {
+            return e;
+        }
+        let probe = Self::req(
+            Method::GET,
+            "GET /posts/{post_id}",
+            &["posts", &message.message_id],
+        )
+        .about(&message.channel_id)
+        .missing(Missing::Message);
+        match self.http.call(probe).await {
+            Err(gone) if gone.kind == super::ErrorKind::Gone => gone,
+            _ => e,
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -290,7 +311,10 @@ impl Chat for MattermostChat {
         .json(body)
         .about(&message.channel_id)
         .missing(Missing::Message);
-        self.http.call(req).await.map(drop)
+        match self.http.call(req).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.gone_or(message, e).await),
+        }
     }
 
     async fn reply(
@@ -298,8 +322,13 @@ impl Chat for MattermostChat {
         parent: &MessageRef,
         content: Content<'_>,
     ) -> Result<MessageRef, ChatError> {
-        self.create_post(&parent.channel_id, Some(&parent.message_id), &content)
+        match self
+            .create_post(&parent.channel_id, Some(&parent.message_id), &content)
             .await
+        {
+            Ok(m) => Ok(m),
+            Err(e) => Err(self.gone_or(parent, e).await),
+        }
     }
 
     async fn react(&self, _message: &MessageRef, _reaction: Reaction) -> Result<(), ChatError> {

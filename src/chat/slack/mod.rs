@@ -142,9 +142,8 @@ impl SlackChat {
     /// The channel ID behind a target, for reading history.
     async fn channel_id(&self, target: &Target) -> Result<String, ChatError> {
         let t = target.0.as_str();
-        match slack_id_kind(t) {
-            Some('C' | 'G' | 'D') => return Ok(t.to_string()),
-            _ => {}
+        if let Some('C' | 'G' | 'D') = slack_id_kind(t) {
+            return Ok(t.to_string());
         }
         if let Some(id) = self.channels.get(t) {
             return Ok(id);
