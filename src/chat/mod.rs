@@ -5,15 +5,36 @@
 //! Rendering is pure and lives next to each client (`<chat>/render.rs`); the
 //! engine hands the client a [`RequestView`] and says which [`Content`] it wants.
 
+pub mod cache;
 pub mod console;
+pub mod discord;
+pub mod fields;
+pub mod http;
+pub mod mattermost;
+pub mod slack;
 pub mod text;
 pub mod view;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::teleport::plugin_data::MessageRef;
 pub use view::{RequestView, Status};
+
+use crate::config::ChatConfig;
+
+/// Builds the client of a configured chat (reading its token file, if any).
+pub fn build(cfg: &ChatConfig) -> Result<Arc<dyn Chat>, String> {
+    Ok(match cfg {
+        ChatConfig::Slack { token, api_url, .. } => Arc::new(slack::SlackChat::new(api_url, token.resolve()?)?),
+        ChatConfig::Discord { token, api_url, user_ids, .. } => {
+            Arc::new(discord::DiscordChat::new(api_url, token.resolve()?, user_ids.clone())?)
+        }
+        ChatConfig::Mattermost { url, token, .. } => Arc::new(mattermost::MattermostChat::new(url, token.resolve()?)?),
+        ChatConfig::Console { .. } => Arc::new(console::ConsoleChat::default()),
+    })
+}
 
 /// Where a card can be posted, as the chat API addresses it after recipient
 /// resolution (Slack: channel ID or name, or a user ID for a DM; Discord and

@@ -55,6 +55,21 @@ pub fn len(s: &str) -> usize {
     s.chars().count()
 }
 
+/// Whether `s` looks like a bare email address (`local@domain.tld`), the form
+/// recipients and Teleport user names take when they name a chat user.
+pub fn looks_like_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@/".contains(c);
+    !local.is_empty()
+        && !local.chars().any(bad)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.chars().any(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +86,15 @@ mod tests {
     fn backticks_cannot_close_code_spans() {
         assert_eq!(code_safe("a`b"), "a`\u{FEFF}b");
         assert_eq!(code_safe("   "), "(empty)");
+    }
+
+    #[test]
+    fn emails_are_recognised() {
+        assert!(looks_like_email("alice@example.com"));
+        assert!(looks_like_email("a.b+c@sub.example.co"));
+        for s in ["alice", "#general", "team/channel", "@here", "a@b", "a b@c.d", "<a@b.c>", "a@b.c/d", "a@@b.c", "@x.y"] {
+            assert!(!looks_like_email(s), "{s}");
+        }
     }
 
     #[test]

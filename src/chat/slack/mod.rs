@@ -1,0 +1,787 @@
+//! Slack Web API client: `chat.postMessage` / `chat.update` with Block Kit,
+//! thread replies, reactions, DMs by email, and finding our messages again
+//! through message metadata.
+//!
+//! Slack answers application errors with HTTP 200 and `{"ok": false, "error":
+//! "..."}`; rate limits are HTTP 429 with `Retry-After`, per method.
+
+pub mod render;
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::cache::TtlCache;
+use super::http::{self, Api, ClientOptions, Http, Idempotency, Reply, Request, Verdict};
+use super::text::looks_like_email;
+use super::{Capabilities, Chat, ChatError, Content, Marker, MessageRef, Place, Reaction, Target};
+use crate::config::Secret;
+
+/// Pages of history read when looking for a message (200 messages each).
+const MAX_PAGES: usize = 20;
+const PAGE_SIZE: &str = "200";
+
+/// Scopes needed to find messages already posted (not in the official list).
+const HISTORY_SCOPES: &str = "channels:history, groups:history, im:history";
+
+pub struct SlackChat {
+    http: Http<SlackApi>,
+    /// Email → user ID (`None`: no such user).
+    emails: TtlCache<Option<String>>,
+    /// Target as configured (name, user ID) → channel ID, learned from posts
+    /// and `conversations.open`.
+    channels: TtlCache<String>,
+    bot: Mutex<Option<Bot>>,
+}
+
+#[derive(Debug, Clone)]
+struct Bot {
+    user_id: String,
+    bot_id: String,
+}
+
+impl SlackChat {
+    /// A client for the Slack API at `api_url` (e.g. `https://slack.com/api/`).
+    pub fn new(api_url: &str, token: Secret) -> Result<Self, String> {
+        Self::with_options(api_url, token, ClientOptions::default())
+    }
+
+    pub fn with_options(api_url: &str, token: Secret, opts: ClientOptions) -> Result<Self, String> {
+        let ttl = opts.lookup_ttl;
+        let api = SlackApi {
+            bot_name: Mutex::new(None),
+        };
+        let http = Http::new(
+            api_url,
+            &format!("Bearer {}", token.expose()),
+            &http::user_agent(),
+            opts,
+            api,
+        )?;
+        Ok(Self {
+            http,
+            emails: TtlCache::new(ttl),
+            channels: TtlCache::new(ttl),
+            bot: Mutex::new(None),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: &'static str,
+        args: Value,
+        subject: &str,
+        idem: Idempotency,
+    ) -> Result<Value, ChatError> {
+        self.http
+            .call(
+                Request::post(method, &[method])
+                    .json(args)
+                    .about(subject)
+                    .idempotency(idem),
+            )
+            .await
+    }
+
+    async fn get(
+        &self,
+        method: &'static str,
+        query: &[(&'static str, String)],
+        subject: &str,
+    ) -> Result<Value, ChatError> {
+        let mut req = Request::get(method, &[method]).about(subject);
+        req.query = query.to_vec();
+        self.http.call(req).await
+    }
+
+    /// Who we are (cached after the first `auth.test`).
+    async fn bot(&self) -> Result<Bot, ChatError> {
+        if let Some(b) = lock(&self.bot).clone() {
+            return Ok(b);
+        }
+        self.health_check().await?;
+        lock(&self.bot)
+            .clone()
+            .ok_or_else(|| ChatError::transient("Slack auth.test did not say who the bot is"))
+    }
+
+    /// The user ID of the Slack user with `email`.
+    async fn lookup_email(&self, email: &str) -> Result<String, ChatError> {
+        let not_found = || ChatError::not_found(format!("no Slack user has the email {email}"));
+        if let Some(hit) = self.emails.get(email) {
+            return hit.ok_or_else(not_found);
+        }
+        match self
+            .get(
+                "users.lookupByEmail",
+                &[("email", email.to_string())],
+                email,
+            )
+            .await
+        {
+            Ok(v) => {
+                let id = v["user"]["id"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string);
+                let id = id.ok_or_else(|| {
+                    ChatError::transient("Slack users.lookupByEmail answered without a user ID")
+                })?;
+                self.emails.put(email, Some(id.clone()));
+                Ok(id)
+            }
+            Err(e) if e.kind == super::ErrorKind::NotFound => {
+                self.emails.put(email, None);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The channel ID behind a target, for reading history.
+    async fn channel_id(&self, target: &Target) -> Result<String, ChatError> {
+        let t = target.0.as_str();
+        if let Some('C' | 'G' | 'D') = slack_id_kind(t) {
+            return Ok(t.to_string());
+        }
+        if let Some(id) = self.channels.get(t) {
+            return Ok(id);
+        }
+        if slack_id_kind(t).is_some() {
+            // A user ID: its DM with the app.
+            let v = self
+                .call(
+                    "conversations.open",
+                    json!({"users": t}),
+                    t,
+                    Idempotency::Safe,
+                )
+                .await?;
+            let id = v["channel"]["id"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            let id = id.ok_or_else(|| {
+                ChatError::transient("Slack conversations.open answered without a channel ID")
+            })?;
+            self.channels.put(t, id.clone());
+            return Ok(id);
+        }
+        Err(ChatError::permanent(format!(
+            "cannot look for earlier messages in Slack channel {t}: history needs the channel ID; \
+             use the ID (C…, from the channel details) in role_to_recipients for exactly-once delivery after a crash"
+        )))
+    }
+
+    async fn post_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        content: &Content<'_>,
+    ) -> Result<MessageRef, ChatError> {
+        let msg = render::render(content);
+        let mut args = json!({
+            "channel": channel,
+            "text": msg.text,
+            "blocks": msg.blocks,
+            "metadata": render::metadata(&content.marker()),
+            "unfurl_links": false,
+            "unfurl_media": false,
+        });
+        if let Some(ts) = thread_ts {
+            args["thread_ts"] = json!(ts);
+        }
+        let v = self
+            .call("chat.postMessage", args, channel, Idempotency::Create)
+            .await?;
+        match (v["channel"].as_str(), v["ts"].as_str()) {
+            (Some(ch), Some(ts)) if !ch.is_empty() && !ts.is_empty() => {
+                self.channels.put(channel, ch.to_string());
+                Ok(MessageRef {
+                    channel_id: ch.to_string(),
+                    message_id: ts.to_string(),
+                })
+            }
+            _ => Err(ChatError::transient(
+                "Slack chat.postMessage answered without channel and ts",
+            )
+            .maybe_applied()),
+        }
+    }
+
+    /// Reads `method` (history or replies) page by page, looking for a
+    /// message of ours with `marker`.
+    async fn scan(
+        &self,
+        method: &'static str,
+        base: Vec<(&'static str, String)>,
+        channel: &str,
+        marker: &Marker,
+        skip_ts: Option<&str>,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        let bot = self.bot().await?;
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut q = base.clone();
+            q.push(("include_all_metadata", "true".into()));
+            q.push(("limit", PAGE_SIZE.into()));
+            if let Some(c) = &cursor {
+                q.push(("cursor", c.clone()));
+            }
+            let v = self.get(method, &q, channel).await?;
+            for m in v["messages"].as_array().into_iter().flatten() {
+                let ts = m["ts"].as_str().unwrap_or_default();
+                let ours = m["user"] == bot.user_id.as_str() || m["bot_id"] == bot.bot_id.as_str();
+                if ours && Some(ts) != skip_ts && !ts.is_empty() && render::has_marker(m, marker) {
+                    return Ok(Some(MessageRef {
+                        channel_id: channel.to_string(),
+                        message_id: ts.to_string(),
+                    }));
+                }
+            }
+            cursor = v["response_metadata"]["next_cursor"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string);
+            if v["has_more"] != true || cursor.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `Some(first letter)` when `s` is a Slack ID (C…, G…, D… channels; U…, W… users).
+fn slack_id_kind(s: &str) -> Option<char> {
+    let first = s.chars().next()?;
+    let id_like = s.len() >= 9
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    (id_like && "CGDUW".contains(first)).then_some(first)
+}
+
+/// Slack's `ts` form of a time ("1712345678.000123").
+fn slack_ts(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+#[async_trait::async_trait]
+impl Chat for SlackChat {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            threads: true,
+            reviews_on_card: false,
+            reactions: true,
+        }
+    }
+
+    async fn health_check(&self) -> Result<String, ChatError> {
+        let v = self
+            .call("auth.test", json!({}), "auth.test", Idempotency::Safe)
+            .await?;
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        *lock(&self.bot) = Some(Bot {
+            user_id: s("user_id"),
+            bot_id: s("bot_id"),
+        });
+        *lock(&self.http.api().bot_name) = Some(s("user")).filter(|n| !n.is_empty());
+        Ok(format!(
+            "Slack bot @{} ({}) in workspace {}",
+            s("user"),
+            s("user_id"),
+            s("team")
+        ))
+    }
+
+    async fn resolve(&self, recipient: &str) -> Result<Target, ChatError> {
+        let r = recipient.trim();
+        if r.is_empty() {
+            return Err(ChatError::permanent(
+                "empty Slack recipient: use a channel name or ID, a user ID or an email",
+            ));
+        }
+        if looks_like_email(r) {
+            return Ok(Target(self.lookup_email(r).await?));
+        }
+        // Channel names (with or without '#'), channel IDs and user IDs are
+        // accepted by chat.postMessage as they are.
+        Ok(Target(r.to_string()))
+    }
+
+    async fn requester_target(&self, user: &str) -> Result<Option<Target>, ChatError> {
+        if !looks_like_email(user) {
+            return Ok(None);
+        }
+        match self.lookup_email(user).await {
+            Ok(id) => Ok(Some(Target(id))),
+            Err(e) if e.kind == super::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn post(&self, target: &Target, content: Content<'_>) -> Result<MessageRef, ChatError> {
+        self.post_message(&target.0, None, &content).await
+    }
+
+    async fn update(&self, message: &MessageRef, content: Content<'_>) -> Result<(), ChatError> {
+        let msg = render::render(&content);
+        let args = json!({
+            "channel": message.channel_id,
+            "ts": message.message_id,
+            "text": msg.text,
+            "blocks": msg.blocks,
+            "metadata": render::metadata(&content.marker()),
+        });
+        self.call("chat.update", args, &message.channel_id, Idempotency::Safe)
+            .await
+            .map(drop)
+    }
+
+    async fn reply(
+        &self,
+        parent: &MessageRef,
+        content: Content<'_>,
+    ) -> Result<MessageRef, ChatError> {
+        self.post_message(&parent.channel_id, Some(&parent.message_id), &content)
+            .await
+    }
+
+    async fn react(&self, message: &MessageRef, reaction: Reaction) -> Result<(), ChatError> {
+        let name = match reaction {
+            Reaction::Approved => "white_check_mark",
+            Reaction::Denied => "x",
+        };
+        let args =
+            json!({"channel": message.channel_id, "timestamp": message.message_id, "name": name});
+        self.call(
+            "reactions.add",
+            args,
+            &message.channel_id,
+            Idempotency::Safe,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn find_posted(
+        &self,
+        place: Place<'_>,
+        marker: &Marker,
+        since: SystemTime,
+    ) -> Result<Option<MessageRef>, ChatError> {
+        // A second of slack for clocks that disagree with Slack's.
+        let oldest = slack_ts(since.checked_sub(Duration::from_secs(1)).unwrap_or(since));
+        match place {
+            Place::Target(target) => {
+                let channel = self.channel_id(target).await?;
+                let q = vec![
+                    ("channel", channel.clone()),
+                    ("oldest", oldest),
+                    ("inclusive", "true".into()),
+                ];
+                self.scan("conversations.history", q, &channel, marker, None)
+                    .await
+            }
+            Place::Thread(parent) => {
+                let q = vec![
+                    ("channel", parent.channel_id.clone()),
+                    ("ts", parent.message_id.clone()),
+                    ("oldest", oldest),
+                    ("inclusive", "true".into()),
+                ];
+                self.scan(
+                    "conversations.replies",
+                    q,
+                    &parent.channel_id,
+                    marker,
+                    Some(&parent.message_id),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Reads Slack answers.
+struct SlackApi {
+    /// The bot's name once known, for "/invite @name" hints.
+    bot_name: Mutex<Option<String>>,
+}
+
+impl Api for SlackApi {
+    fn label(&self) -> &'static str {
+        "Slack"
+    }
+
+    fn judge(&self, req: &Request, reply: &Reply) -> Verdict {
+        if reply.status.as_u16() == 429 {
+            let after = reply
+                .header_secs("retry-after")
+                .unwrap_or(Duration::from_secs(1));
+            return Verdict::Limited {
+                after,
+                global: false,
+            };
+        }
+        if let Some(v) = http::common::retryable("Slack", reply) {
+            return v;
+        }
+        let Some(body) = reply.json() else {
+            return if reply.status.is_success() {
+                http::common::unreadable("Slack", reply)
+            } else {
+                Verdict::Fail(ChatError::permanent(format!(
+                    "Slack {} answered HTTP {}",
+                    req.route,
+                    reply.status.as_u16()
+                )))
+            };
+        };
+        if body["ok"] == true {
+            return Verdict::Done(body);
+        }
+        let code = body["error"].as_str().unwrap_or("unknown_error");
+        if !reply.status.is_success() && body["error"].is_null() {
+            return Verdict::Fail(ChatError::permanent(format!(
+                "Slack {} answered HTTP {}",
+                req.route,
+                reply.status.as_u16()
+            )));
+        }
+        self.error(req, reply, code, &body)
+    }
+}
+
+impl SlackApi {
+    fn error(&self, req: &Request, reply: &Reply, code: &str, body: &Value) -> Verdict {
+        let method = req.route.as_str();
+        let subject = req.subject.as_str();
+        let history = matches!(
+            method,
+            "conversations.history" | "conversations.replies" | "conversations.open"
+        );
+        let e = match code {
+            "ratelimited" => {
+                let after = reply
+                    .header_secs("retry-after")
+                    .unwrap_or(Duration::from_secs(1));
+                return Verdict::Limited {
+                    after,
+                    global: false,
+                };
+            }
+            "already_reacted" => return Verdict::Done(body.clone()),
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+                return Verdict::Retry(format!("Slack {method} failed: {code}"));
+            }
+            "not_in_channel" => {
+                let bot = lock(&self.bot_name)
+                    .clone()
+                    .unwrap_or_else(|| "<your Slack app>".into());
+                ChatError::permanent(format!(
+                    "the Slack app is not in channel {subject}: invite it with /invite @{bot}"
+                ))
+            }
+            "channel_not_found" => ChatError::permanent(format!(
+                "Slack channel {subject} does not exist or the app cannot see it (private channels need an invitation)"
+            )),
+            "is_archived" | "channel_is_archived" => ChatError::permanent(format!(
+                "Slack channel {subject} is archived: unarchive it or route to another channel"
+            )),
+            "invalid_auth"
+            | "not_authed"
+            | "token_revoked"
+            | "token_expired"
+            | "account_inactive"
+            | "not_allowed_token_type" => ChatError::permanent(format!(
+                "the Slack token was rejected ({code}): check slack.token"
+            )),
+            "missing_scope" => {
+                let needed = body["needed"].as_str().unwrap_or("unknown");
+                if history {
+                    ChatError::permanent(format!(
+                        "exactly-once delivery after a crash needs the Slack scopes {HISTORY_SCOPES} (and im:write for DMs) \
+                         to find messages already posted; Slack said {method} needs {needed}: add the scopes to the Slack app \
+                         and reinstall it (until then a message whose post failed midway may be posted twice)"
+                    ))
+                } else {
+                    ChatError::permanent(format!(
+                        "the Slack token lacks the scope {needed} needed for {method}: add it under OAuth & Permissions, \
+                         reinstall the Slack app and update slack.token"
+                    ))
+                }
+            }
+            "users_not_found" | "user_not_found" => {
+                ChatError::not_found(format!("no Slack user matches {subject}"))
+            }
+            "message_not_found" | "thread_not_found" | "cant_update_message" => ChatError::gone(
+                format!("the Slack message in {subject} no longer exists ({code})"),
+            ),
+            "msg_too_long"
+            | "invalid_blocks"
+            | "invalid_blocks_format"
+            | "no_text"
+            | "invalid_arguments"
+            | "invalid_metadata_format"
+            | "invalid_metadata_schema"
+            | "metadata_too_large"
+            | "too_many_attachments" => ChatError::permanent(format!(
+                "Slack rejected the message for {subject} ({code}){}",
+                details(body)
+            )),
+            "restricted_action"
+            | "restricted_action_read_only_channel"
+            | "restricted_action_thread_only_channel"
+            | "restricted_action_non_threadable_channel"
+            | "cannot_dm_bot"
+            | "ekm_access_denied"
+            | "team_access_not_granted" => ChatError::permanent(format!(
+                "Slack does not let the app post to {subject} ({code}): check the channel's posting permissions"
+            )),
+            other => ChatError::permanent(format!(
+                "Slack {method} failed for {subject}: {other}{}",
+                details(body)
+            )),
+        };
+        Verdict::Fail(e)
+    }
+}
+
+/// Slack's explanations (`response_metadata.messages`), briefly.
+fn details(body: &Value) -> String {
+    let msgs: Vec<&str> = body["response_metadata"]["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .take(3)
+        .collect();
+    if msgs.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", super::text::truncate(&msgs.join("; "), 500))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+
+    use super::*;
+    use crate::chat::ErrorKind;
+
+    fn judge(
+        method: &str,
+        subject: &str,
+        status: u16,
+        body: Value,
+        headers: &[(&'static str, &str)],
+    ) -> Verdict {
+        let api = SlackApi {
+            bot_name: Mutex::new(Some("teleport".into())),
+        };
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, v.parse().unwrap());
+        }
+        let reply = Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: h,
+            body: serde_json::to_vec(&body).unwrap(),
+        };
+        api.judge(
+            &Request::post(method.to_string(), &[method]).about(subject),
+            &reply,
+        )
+    }
+
+    fn fail(v: Verdict) -> ChatError {
+        match v {
+            Verdict::Fail(e) => e,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn slack_errors_map_to_kinds_and_fixes() {
+        let ok = judge(
+            "chat.postMessage",
+            "C1",
+            200,
+            json!({"ok": true, "ts": "1.2"}),
+            &[],
+        );
+        assert!(matches!(ok, Verdict::Done(v) if v["ts"] == "1.2"));
+
+        let cases: &[(&str, ErrorKind, &str)] = &[
+            (
+                "not_in_channel",
+                ErrorKind::Permanent,
+                "the Slack app is not in channel #ops: invite it with /invite @teleport",
+            ),
+            (
+                "channel_not_found",
+                ErrorKind::Permanent,
+                "Slack channel #ops does not exist or the app cannot see it (private channels need an invitation)",
+            ),
+            (
+                "invalid_auth",
+                ErrorKind::Permanent,
+                "the Slack token was rejected (invalid_auth): check slack.token",
+            ),
+            (
+                "token_revoked",
+                ErrorKind::Permanent,
+                "the Slack token was rejected (token_revoked): check slack.token",
+            ),
+            (
+                "account_inactive",
+                ErrorKind::Permanent,
+                "the Slack token was rejected (account_inactive): check slack.token",
+            ),
+            (
+                "users_not_found",
+                ErrorKind::NotFound,
+                "no Slack user matches #ops",
+            ),
+            (
+                "message_not_found",
+                ErrorKind::Gone,
+                "the Slack message in #ops no longer exists (message_not_found)",
+            ),
+            (
+                "msg_too_long",
+                ErrorKind::Permanent,
+                "Slack rejected the message for #ops (msg_too_long)",
+            ),
+        ];
+        for (code, kind, msg) in cases {
+            let e = fail(judge(
+                "chat.postMessage",
+                "#ops",
+                200,
+                json!({"ok": false, "error": code}),
+                &[],
+            ));
+            assert_eq!((&e.kind, e.message.as_str()), (kind, *msg), "{code}");
+        }
+
+        let e = fail(judge(
+            "chat.postMessage",
+            "C1",
+            200,
+            json!({"ok": false, "error": "invalid_blocks", "response_metadata": {"messages": ["[ERROR] must be less than 3001 characters"]}}),
+            &[],
+        ));
+        assert!(
+            e.message
+                .ends_with("(invalid_blocks): [ERROR] must be less than 3001 characters"),
+            "{}",
+            e.message
+        );
+
+        let e = fail(judge(
+            "reactions.add",
+            "C1",
+            200,
+            json!({"ok": false, "error": "missing_scope", "needed": "reactions:write"}),
+            &[],
+        ));
+        assert!(
+            e.message
+                .contains("lacks the scope reactions:write needed for reactions.add"),
+            "{}",
+            e.message
+        );
+        let e = fail(judge(
+            "conversations.history",
+            "C1",
+            200,
+            json!({"ok": false, "error": "missing_scope", "needed": "channels:history"}),
+            &[],
+        ));
+        assert!(e.message.contains("exactly-once delivery after a crash needs the Slack scopes channels:history, groups:history, im:history"), "{}", e.message);
+        assert_eq!(e.kind, ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn slack_rate_limits_and_server_errors_are_retryable() {
+        assert!(matches!(
+            judge("chat.postMessage", "C1", 429, json!({"ok": false, "error": "ratelimited"}), &[("retry-after", "7")]),
+            Verdict::Limited { after, global: false } if after == Duration::from_secs(7)
+        ));
+        assert!(matches!(
+            judge(
+                "chat.update",
+                "C1",
+                200,
+                json!({"ok": false, "error": "ratelimited"}),
+                &[]
+            ),
+            Verdict::Limited { .. }
+        ));
+        assert!(matches!(
+            judge(
+                "chat.update",
+                "C1",
+                503,
+                json!({"ok": false, "error": "service_unavailable"}),
+                &[]
+            ),
+            Verdict::Retry(_)
+        ));
+        assert!(matches!(
+            judge(
+                "chat.update",
+                "C1",
+                200,
+                json!({"ok": false, "error": "internal_error"}),
+                &[]
+            ),
+            Verdict::Retry(_)
+        ));
+        assert!(matches!(
+            judge(
+                "reactions.add",
+                "C1",
+                200,
+                json!({"ok": false, "error": "already_reacted"}),
+                &[]
+            ),
+            Verdict::Done(_)
+        ));
+        let e = fail(judge(
+            "nope.method",
+            "C1",
+            404,
+            json!({"ok": false, "error": "unknown_method"}),
+            &[],
+        ));
+        assert_eq!(e.kind, ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn slack_ids_are_told_apart_from_names() {
+        assert_eq!(slack_id_kind("C0123ABCDE"), Some('C'));
+        assert_eq!(slack_id_kind("U0SIMBOT01"), Some('U'));
+        assert_eq!(slack_id_kind("D0SIM000001"), Some('D'));
+        assert_eq!(slack_id_kind("general"), None);
+        assert_eq!(slack_id_kind("#general"), None);
+        assert_eq!(slack_id_kind("CHANNEL"), None, "too short");
+        assert_eq!(
+            slack_ts(UNIX_EPOCH + Duration::from_micros(1_712_345_678_000_123)),
+            "1712345678.000123"
+        );
+    }
+}
