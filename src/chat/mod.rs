@@ -245,11 +245,3 @@ pub trait Chat: Send + Sync + 'static {
     /// Finds a message this bot posted with `marker` at `place` since `since`.
     async fn find_posted(&self, place: Place<'_>, marker: &Marker, since: SystemTime) -> Result<Option<MessageRef>, ChatError>;
 }
-
-/// Builds the chat client a configuration section describes.
-pub fn build(cfg: &crate::config::ChatConfig) -> Result<std::sync::Arc<dyn Chat>, String> {
-    match cfg {
-        crate::config::ChatConfig::Console { .. } => Ok(std::sync::Arc::new(console::ConsoleChat::default())),
-        other => Err(format!("{} is not available in this build", other.plugin_name())),
-    }
-}
