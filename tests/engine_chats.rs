@@ -1,0 +1,494 @@
+//! End to end for each real chat: Teleport simulator → engine → chat
+//! simulator, through the real Slack, Discord and Mattermost clients.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Env, eventually};
+use serde_json::Value;
+use teleport_plugin::app::{Extras, Running, launch};
+use teleport_plugin::sim::chat::{
+    ChatSim, DiscordSim, DiscordSimConfig, MattermostSim, MattermostSimConfig, RateWindow, SimChannel, SimCore, SimUser, SlackSim,
+    SlackSimConfig,
+};
+
+#[derive(Clone)]
+enum Sim {
+    Slack(SlackSim),
+    Discord(DiscordSim),
+    Mattermost(MattermostSim),
+}
+
+/// One top-level message or reply, as the simulator holds it.
+#[derive(Debug, Clone)]
+struct Msg {
+    request: String,
+    kind: String,
+    text: String,
+    reactions: Vec<String>,
+    reply_to: Option<String>,
+    id: String,
+}
+
+const CHANNEL_SLACK: &str = "C0ACCESS01";
+const CHANNEL_DISCORD: &str = "100000000000000001";
+
+impl Sim {
+    async fn start(which: &str) -> Sim {
+        let alice = SimUser::new("U0ALICE001", "alice", "alice@example.com");
+        match which {
+            "slack" => Sim::Slack(
+                SlackSim::start(
+                    SlackSimConfig::default().with_user(alice).with_channel(SimChannel::new(CHANNEL_SLACK, "access")),
+                )
+                .await,
+            ),
+            "discord" => Sim::Discord(
+                DiscordSim::start(
+                    DiscordSimConfig::default()
+                        .with_user(SimUser::new("200000000000000001", "alice", "alice@example.com"))
+                        .with_channel(SimChannel::new(CHANNEL_DISCORD, "access")),
+                )
+                .await,
+            ),
+            _ => Sim::Mattermost(
+                MattermostSim::start(
+                    MattermostSimConfig::default()
+                        .with_user(SimUser::new("aliceid0000000000000000001", "alice", "alice@example.com"))
+                        .with_channel(SimChannel::new("accesschannel00000000000001", "access").in_team("ops")),
+                )
+                .await,
+            ),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Sim::Slack(_) => "slack",
+            Sim::Discord(_) => "discord",
+            Sim::Mattermost(_) => "mattermost",
+        }
+    }
+
+    fn section(&self) -> String {
+        match self {
+            Sim::Slack(s) => format!(
+                "[slack]\ntoken = \"xoxb-sim-token\"\napi_url = \"{}\"\n[role_to_recipients]\n\"*\" = \"{CHANNEL_SLACK}\"\n",
+                s.base_url()
+            ),
+            Sim::Discord(s) => format!(
+                "[discord]\ntoken = \"discord-sim-token\"\napi_url = \"{}\"\n[discord.users]\n\"alice@example.com\" = \"200000000000000001\"\n[role_to_recipients]\n\"*\" = \"{CHANNEL_DISCORD}\"\n",
+                s.base_url()
+            ),
+            Sim::Mattermost(s) => format!(
+                "[mattermost]\nurl = \"{}\"\ntoken = \"mm-sim-token\"\n[role_to_recipients]\n\"*\" = \"ops/access\"\n",
+                s.base_url()
+            ),
+        }
+    }
+
+    fn core(&self) -> &SimCore {
+        match self {
+            Sim::Slack(s) => ChatSim::core(s),
+            Sim::Discord(s) => ChatSim::core(s),
+            Sim::Mattermost(s) => ChatSim::core(s),
+        }
+    }
+
+    /// Every message with the request it belongs to.
+    fn messages(&self) -> Vec<Msg> {
+        match self {
+            Sim::Slack(s) => s
+                .messages()
+                .into_iter()
+                .filter_map(|m| {
+                    let md = m.metadata.clone()?;
+                    Some(Msg {
+                        request: md["event_payload"]["request_id"].as_str()?.to_string(),
+                        kind: md["event_payload"]["kind"].as_str()?.to_string(),
+                        text: format!("{} {}", m.text.clone().unwrap_or_default(), m.blocks.clone().unwrap_or(Value::Null)),
+                        reactions: m.reactions.keys().cloned().collect(),
+                        reply_to: m.thread_ts.clone(),
+                        id: m.ts.clone(),
+                    })
+                })
+                .collect(),
+            Sim::Discord(s) => s
+                .messages()
+                .into_iter()
+                .filter_map(|m| {
+                    let marker = m.content.lines().last()?.strip_prefix("-# Teleport access request ")?.to_string();
+                    let (request, kind) = marker.split_once(" · ")?;
+                    Some(Msg {
+                        request: request.to_string(),
+                        kind: kind.to_string(),
+                        text: format!("{} {}", m.content, serde_json::to_string(&m.embeds).unwrap()),
+                        reactions: vec![],
+                        reply_to: None,
+                        id: m.id.clone(),
+                    })
+                })
+                .collect(),
+            Sim::Mattermost(s) => s
+                .posts()
+                .into_iter()
+                .filter_map(|p| {
+                    Some(Msg {
+                        request: p.props["teleport_request_id"].as_str()?.to_string(),
+                        kind: p.props["teleport_kind"].as_str()?.to_string(),
+                        text: p.message.clone(),
+                        reactions: vec![],
+                        reply_to: (!p.root_id.is_empty()).then(|| p.root_id.clone()),
+                        id: p.id.clone(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn cards(&self, request: &str) -> Vec<Msg> {
+        self.messages().into_iter().filter(|m| m.request == request && m.kind == "card").collect()
+    }
+
+    /// Cards per request.
+    fn card_counts(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for m in self.messages().into_iter().filter(|m| m.kind == "card") {
+            *out.entry(m.request).or_default() += 1;
+        }
+        out
+    }
+}
+
+async fn start_plugin(env: &Env, sim: &Sim, extra: &str) -> Running {
+    let cfg = env.config(&format!("{}{extra}", sim.section()));
+    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+    let running = launch(&cfg, chats, Extras::default()).await.expect("launch");
+    assert!(running.ready(Duration::from_secs(10)).await);
+    running
+}
+
+async fn lifecycle(which: &str) {
+    let env = Env::new().await;
+    env.sim.set_role("editor", &["root"]);
+    let sim = Sim::start(which).await;
+    let running = start_plugin(&env, &sim, "").await;
+
+    // Pending → one card per recipient.
+    let r = env.sim.request("alice@example.com", &["editor"], "deploy the hotfix");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id).len() == 1).await, "{which}: card posted");
+    let card = &sim.cards(&r.id)[0];
+    assert!(card.text.contains("PENDING") && card.text.contains(&r.id) && card.text.contains("deploy the hotfix"), "{which}: {card:?}");
+    if let Sim::Slack(s) = &sim {
+        assert!(s.messages().iter().all(|m| m.has_text_fallback()), "Slack posts carry a text fallback");
+    }
+
+    // Review → card updated; a thread reply where the chat has threads, an embed on Discord.
+    env.sim.review(&r.id, "bob@example.com", true, "matches INC-42");
+    match which {
+        "discord" => {
+            // Renderers defuse `@` with a zero-width space, so look for the name.
+            assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id)[0].text.contains("matches INC-42")).await, "{which}: review embed");
+        }
+        _ => {
+            assert!(
+                eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == r.id && m.kind == "review-0"
+                    && m.reply_to.as_deref() == Some(card.id.as_str()))).await,
+                "{which}: review reply in the card's thread"
+            );
+        }
+    }
+
+    // Approve → APPROVED, ✅ on Slack, requester told.
+    env.sim.approve(&r.id, "ship it");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id)[0].text.contains("APPROVED")).await, "{which}: approved");
+    if which == "slack" {
+        assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id)[0].reactions.contains(&"white_check_mark".to_string())).await);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == r.id && m.kind == "notice")).await,
+        "{which}: requester notified"
+    );
+
+    // Deny another → DENIED (❌ on Slack).
+    let d = env.sim.request("alice@example.com", &["editor"], "");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&d.id).len() == 1).await);
+    env.sim.deny(&d.id, "not today");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&d.id)[0].text.contains("DENIED")).await, "{which}: denied");
+    if which == "slack" {
+        assert!(eventually(Duration::from_secs(10), || sim.cards(&d.id)[0].reactions.contains(&"x".to_string())).await);
+    }
+
+    // Delete of an open request → EXPIRED.
+    let e = env.sim.request("alice@example.com", &["editor"], "");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&e.id).len() == 1).await);
+    env.sim.expire(&e.id);
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&e.id)[0].text.contains("EXPIRED")).await, "{which}: expired");
+
+    // Every card once.
+    assert!(sim.card_counts().values().all(|n| *n == 1), "{which}: {:?}", sim.card_counts());
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn slack_lifecycle() {
+    lifecycle("slack").await;
+}
+
+#[tokio::test]
+async fn discord_lifecycle() {
+    lifecycle("discord").await;
+}
+
+#[tokio::test]
+async fn mattermost_lifecycle() {
+    lifecycle("mattermost").await;
+}
+
+/// A 200-request burst; the first instance dies abruptly half way (its
+/// runtime is torn down with posts in flight), a new one with the same
+/// instance id takes over: every request ends up posted exactly once.
+fn restart_mid_burst(which: &'static str) {
+    common::init();
+    let main = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (env, sim) = main.block_on(async {
+        let env = Env::new().await;
+        let sim = Sim::start(which).await;
+        (env, sim)
+    });
+    let extra = "[plugin]\ninstance_id = \"replica-0\"\nconcurrency = 16\n";
+    let cfg = env.config(&format!("{}{extra}", sim.section()));
+
+    // First life in its own runtime, so dropping it kills every task.
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = first.block_on(async {
+        let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+        let r = launch(&cfg, chats, Extras::default()).await.unwrap();
+        assert!(r.ready(Duration::from_secs(10)).await);
+        r
+    });
+    // Slow answers keep posts in flight when the process dies.
+    sim.core().set_response_delay(Duration::from_millis(30));
+    let ids: Vec<String> = (0..200).map(|i| env.sim.request(&format!("user{i}@example.com"), &["editor"], "burst").id).collect();
+    main.block_on(async {
+        assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 60).await, "{which}: first instance got going");
+    });
+    std::mem::forget(running);
+    first.shutdown_background();
+    sim.core().set_response_delay(Duration::ZERO);
+    // The crash left claims with posts whose outcome is unknown.
+    let interrupted = ids.iter().filter(|id| env.sim.plugin_data(id, which).is_some_and(|d| d.contains_key("notify_pending"))).count();
+    assert!(interrupted > 0, "{which}: the first instance died with work in flight");
+
+    main.block_on(async {
+        let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+        let second = launch(&cfg, chats, Extras::default()).await.unwrap();
+        let done = eventually(Duration::from_secs(60), || {
+            let c = sim.card_counts();
+            ids.iter().all(|id| c.contains_key(id))
+        })
+        .await;
+        let counts = sim.card_counts();
+        assert!(done, "{which}: missing {}", ids.iter().filter(|id| !counts.contains_key(*id)).count());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let counts = sim.card_counts();
+        let dups: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(dups.is_empty(), "{which}: duplicated cards {dups:?}");
+        second.stop(Duration::from_secs(5)).await;
+    });
+}
+
+#[test]
+fn slack_restart_mid_burst_posts_each_request_once() {
+    restart_mid_burst("slack");
+}
+
+#[test]
+fn discord_restart_mid_burst_posts_each_request_once() {
+    restart_mid_burst("discord");
+}
+
+#[test]
+fn mattermost_restart_mid_burst_posts_each_request_once() {
+    restart_mid_burst("mattermost");
+}
+
+async fn rate_limit_storm(which: &str) {
+    let env = Env::new().await;
+    let sim = Sim::start(which).await;
+    match &sim {
+        Sim::Slack(s) => s.set_rate_limit("chat.postMessage", Some(RateWindow::new(5, Duration::from_secs(1)))),
+        Sim::Discord(s) => s.set_global_limit(Some(RateWindow::new(5, Duration::from_secs(1)))),
+        Sim::Mattermost(s) => s.set_rate_limit(Some(RateWindow::new(5, Duration::from_secs(1)))),
+    }
+    let running = start_plugin(&env, &sim, "").await;
+    let ids: Vec<String> = (0..40).map(|i| env.sim.request(&format!("u{i}"), &["x"], "").id).collect();
+    let done = eventually(Duration::from_secs(60), || {
+        let c = sim.card_counts();
+        ids.iter().all(|id| c.contains_key(id))
+    })
+    .await;
+    assert!(done, "{which}: everything posted despite the rate limit");
+    assert!(sim.card_counts().values().all(|n| *n == 1), "{which}: no duplicates");
+    assert!(sim.core().calls().iter().any(|c| c.status == 429), "{which}: the limit was hit");
+    let (_, text) = metrics(&running);
+    assert!(text.contains("rate_limited") || text.contains("teleport_plugin_messages_posted_total"), "{text}");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+fn metrics(r: &Running) -> (usize, String) {
+    let t = teleport_plugin::metrics::encode(&r.registry);
+    (t.len(), t)
+}
+
+#[tokio::test]
+async fn slack_429_storm_loses_nothing() {
+    rate_limit_storm("slack").await;
+}
+
+#[tokio::test]
+async fn discord_429_storm_loses_nothing() {
+    rate_limit_storm("discord").await;
+}
+
+#[tokio::test]
+async fn mattermost_429_storm_loses_nothing() {
+    rate_limit_storm("mattermost").await;
+}
+
+async fn two_instances(which: &str) {
+    let env = Env::new().await;
+    let sim = Sim::start(which).await;
+    let a = start_plugin(&env, &sim, "[plugin]\ninstance_id = \"replica-a\"\n").await;
+    let b = start_plugin(&env, &sim, "[plugin]\ninstance_id = \"replica-b\"\n").await;
+    let mut ids: Vec<String> = (1..60).map(|i| env.sim.request(&format!("u{i}"), &["x"], "").id).collect();
+    ids.insert(0, env.sim.request("alice@example.com", &["x"], "").id);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let c = sim.card_counts();
+            ids.iter().all(|id| c.contains_key(id))
+        })
+        .await
+    );
+    // Both replicas review-reply and resolve too; still one of each.
+    env.sim.review(&ids[0], "bob", true, "ok");
+    env.sim.approve(&ids[0], "ok");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&ids[0])[0].text.contains("APPROVED")).await);
+    assert!(eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == ids[0] && m.kind == "notice")).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sim.card_counts().values().all(|n| *n == 1), "{which}: {:?}", sim.card_counts());
+    let notices = sim.messages().iter().filter(|m| m.request == ids[0] && m.kind == "notice").count();
+    assert_eq!(notices, 1, "{which}: one notice");
+    let replies = sim.messages().iter().filter(|m| m.request == ids[0] && m.kind == "review-0").count();
+    assert!(replies <= 1, "{which}: at most one reply per card");
+    a.stop(Duration::from_secs(5)).await;
+    b.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn slack_two_instances_never_double_post() {
+    two_instances("slack").await;
+}
+
+#[tokio::test]
+async fn discord_two_instances_never_double_post() {
+    two_instances("discord").await;
+}
+
+#[tokio::test]
+async fn mattermost_two_instances_never_double_post() {
+    two_instances("mattermost").await;
+}
+
+const HOSTILE: &str = "<!channel> <!here> @everyone @here @channel @all <@U0ALICE001> [click](https://evil.example) ```x```";
+
+/// The text outside fenced code blocks and inline code spans: where
+/// markdown links and mentions would be live.
+fn outside_code(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split("```").enumerate() {
+        if i % 2 == 0 {
+            for (j, piece) in part.split('`').enumerate() {
+                if j % 2 == 0 {
+                    out.push_str(piece);
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn hostile_reason(which: &str) {
+    let env = Env::new().await;
+    let sim = Sim::start(which).await;
+    let running = start_plugin(&env, &sim, "").await;
+    let r = env.sim.request("alice@example.com", &["x"], HOSTILE);
+    assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id).len() == 1).await);
+    let text = &sim.cards(&r.id)[0].text;
+    match &sim {
+        Sim::Slack(_) => {
+            for bad in ["<!channel>", "<!here>", "<@U0ALICE001>", "<https://"] {
+                assert!(!text.contains(bad), "slack: {bad} survived in {text}");
+            }
+        }
+        Sim::Discord(s) => {
+            let m = s.messages().into_iter().find(|m| m.content.contains(&r.id)).unwrap();
+            assert_eq!(m.allowed_mentions, Some(serde_json::json!({"parse": []})));
+            assert!(!m.content.contains("@everyone") && !m.content.contains("@here"), "{}", m.content);
+            assert!(!outside_code(&m.content).contains("](https://evil"), "{}", m.content);
+        }
+        Sim::Mattermost(_) => {
+            for bad in ["@channel", "@all", "@here"] {
+                assert!(!text.contains(bad), "mattermost: {bad} survived in {text}");
+            }
+            assert!(!outside_code(text).contains("](https://evil"), "mattermost: live link in {text}");
+        }
+    }
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn slack_hostile_reason_is_inert() {
+    hostile_reason("slack").await;
+}
+
+#[tokio::test]
+async fn discord_hostile_reason_is_inert() {
+    hostile_reason("discord").await;
+}
+
+#[tokio::test]
+async fn mattermost_hostile_reason_is_inert() {
+    hostile_reason("mattermost").await;
+}
+
+#[tokio::test]
+async fn one_process_serves_several_chats() {
+    let env = Env::new().await;
+    let slack = Sim::start("slack").await;
+    let discord = Sim::start("discord").await;
+    let section = |s: &Sim| s.section().replace("[role_to_recipients]", &format!("[{}.role_to_recipients]", s.name()));
+    let cfg = env.config(&format!("{}{}", section(&slack), section(&discord)));
+    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+    let running = launch(&cfg, chats, Extras::default()).await.unwrap();
+    assert!(running.ready(Duration::from_secs(10)).await);
+    let r = env.sim.request("alice@example.com", &["x"], "both");
+    assert!(eventually(Duration::from_secs(10), || slack.cards(&r.id).len() == 1 && discord.cards(&r.id).len() == 1).await);
+    assert!(env.sim.plugin_data(&r.id, "slack").is_some() && env.sim.plugin_data(&r.id, "discord").is_some());
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_bad_token_fails_the_start_with_a_clear_message() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let cfg = env.config(&sim.section().replace("xoxb-sim-token", "xoxb-wrong"));
+    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+    let err = launch(&cfg, chats, Extras::default()).await.err().expect("must fail").to_string();
+    assert!(err.contains("slack API health check failed") && err.contains("token"), "{err}");
+    assert!(!err.contains("xoxb-wrong"), "token leaked: {err}");
+    let _ = Arc::new(());
+}
