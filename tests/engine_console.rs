@@ -32,6 +32,11 @@ async fn lifecycle_post_review_approve_expire() {
     assert!(o.contains(&format!("ID: {}", req.id)));
     assert!(o.contains("Status: ⏳ PENDING"));
 
+    // The record is written right after each post.
+    let recorded = || {
+        env.sim.plugin_data(&req.id, "console").is_some_and(|d| d.get("messages").is_some_and(|m| m.split(',').count() == 2) && !d.contains_key("notify_owner"))
+    };
+    assert!(eventually(Duration::from_secs(10), recorded).await);
     let data = env.sim.plugin_data(&req.id, "console").expect("plugin data");
     assert_eq!(data["user"], "alice@example.com");
     assert_eq!(data["roles"], "dev");
