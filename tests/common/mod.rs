@@ -2,6 +2,8 @@
 //! for it, and a configuration pointing at both.
 #![allow(dead_code)]
 
+pub mod chats;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -1,0 +1,328 @@
+//! The fault matrix: every scenario counts notifications expected against
+//! received, and requires 0 lost and 0 duplicated.
+//!
+//! Each test runs the whole plugin (in-process, or the real binary for
+//! kill -9) against the Teleport and Slack simulators.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::chats::{CHANNEL_SLACK, Sim};
+use common::{Env, eventually};
+use teleport_plugin::app::{Extras, Running, launch};
+use teleport_plugin::chat::Chat;
+use teleport_plugin::chat::http::ClientOptions;
+use teleport_plugin::chat::slack::SlackChat;
+use teleport_plugin::config::Secret;
+use teleport_plugin::sim::chat::{ChatSim, RateWindow, SlackSim};
+
+/// Asserts every id has exactly one card; reports lost and duplicated.
+fn exactly_once(scenario: &str, ids: &[String], counts: &HashMap<String, usize>) {
+    let lost = ids.iter().filter(|id| !counts.contains_key(*id)).count();
+    let dup = ids.iter().filter(|id| counts.get(*id).is_some_and(|n| *n > 1)).count();
+    println!("{scenario}: expected {}, received {}, lost {lost}, duplicated {dup}", ids.len(), ids.len() - lost);
+    assert_eq!((lost, dup), (0, 0), "{scenario}: lost {lost}, duplicated {dup}");
+}
+
+/// Waits until every id has a card (or the timeout), then lets stragglers land.
+async fn settle(sim: &Sim, ids: &[String], timeout: Duration) -> HashMap<String, usize> {
+    eventually(timeout, || {
+        let c = sim.card_counts();
+        ids.iter().all(|id| c.contains_key(id))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.card_counts()
+}
+
+fn slack(sim: &Sim) -> &SlackSim {
+    match sim {
+        Sim::Slack(s) => s,
+        _ => unreachable!("the matrix runs on Slack"),
+    }
+}
+
+/// Short timeouts so timeout scenarios run in seconds.
+fn quick() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        call_budget: Duration::from_secs(3),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        lookup_ttl: Duration::from_secs(60),
+    }
+}
+
+async fn start(env: &Env, sim: &Sim, extra: &str) -> Running {
+    let cfg = env.config(&format!("{}[plugin]\ninstance_id = \"matrix\"\n{extra}", sim.section()));
+    let chat = SlackChat::with_options(&slack(sim).base_url(), Secret::new("xoxb-sim-token"), quick()).unwrap();
+    let running = launch(&cfg, vec![Arc::new(chat) as Arc<dyn Chat>], Extras::default()).await.expect("launch");
+    assert!(running.ready(Duration::from_secs(10)).await);
+    running
+}
+
+fn burst(env: &Env, n: usize, tag: &str) -> Vec<String> {
+    (0..n).map(|i| env.sim.request(&format!("{tag}{i}@example.com"), &["editor"], tag).id).collect()
+}
+
+#[tokio::test]
+async fn teleport_stream_dropped_mid_burst() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    let mut ids = burst(&env, 50, "a");
+    env.sim.drop_streams();
+    ids.extend(burst(&env, 50, "b"));
+    env.sim.drop_connections();
+    ids.extend(burst(&env, 50, "c"));
+    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    exactly_once("stream dropped mid-burst", &ids, &counts);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn auth_unreachable_for_30_seconds() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    let mut ids = burst(&env, 20, "before");
+    env.sim.refuse_connections_for(Duration::from_secs(30));
+    env.sim.drop_connections();
+    // Requests keep arriving at Auth while the plugin cannot reach it.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        ids.extend(burst(&env, 10, "during"));
+    }
+    ids.extend(burst(&env, 20, "after"));
+    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    exactly_once("Auth unreachable for 30 s", &ids, &counts);
+    assert!(running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn chat_429_storm() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    slack(&sim).set_rate_limit("chat.postMessage", Some(RateWindow::new(3, Duration::from_secs(1))));
+    let running = start(&env, &sim, "").await;
+    let ids = burst(&env, 40, "rl");
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    exactly_once("chat 429 storm", &ids, &counts);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn chat_5xx_for_a_while() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    sim.core().fail_next(60, 503, Some("chat.postMessage"));
+    let ids = burst(&env, 40, "err");
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    exactly_once("chat 5xx for a while", &ids, &counts);
+    assert!(sim.core().calls().iter().filter(|c| c.status == 503).count() >= 60);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn chat_timeouts() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    // Answers come after the client gave up, but the posts happen: the
+    // plugin must find them instead of posting again.
+    sim.core().set_response_delay(Duration::from_millis(800));
+    let ids = burst(&env, 20, "slow");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sim.core().set_response_delay(Duration::ZERO);
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    exactly_once("chat timeouts", &ids, &counts);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn identity_rotated_mid_burst() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = follow_file(&env, &sim).await;
+    let mut ids = burst(&env, 60, "r1");
+    std::fs::write(&env.identity_path, env.sim.issue_identity("access-plugin", Duration::from_secs(7200)).unwrap().identity_file).unwrap();
+    ids.extend(burst(&env, 60, "r2"));
+    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    exactly_once("identity rotated mid-burst", &ids, &counts);
+    assert!(eventually(Duration::from_secs(10), || running.watch_stats.rotations.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+/// The plugin following its identity file (as tbot's output is followed).
+async fn follow_file(env: &Env, sim: &Sim) -> Running {
+    let text = env.config_text(&format!("{}[plugin]\ninstance_id = \"matrix\"\n", sim.section())).replace(
+        &format!("identity = \"{}\"", env.identity_path.display()),
+        &format!("identity = \"{}\"\nrefresh_identity = true\nrefresh_identity_interval = \"100ms\"", env.identity_path.display()),
+    );
+    let cfg = teleport_plugin::config::Config::parse(&text, teleport_plugin::config::Format::Toml, "t").unwrap();
+    let chat = SlackChat::with_options(&slack(sim).base_url(), Secret::new("xoxb-sim-token"), quick()).unwrap();
+    let running = launch(&cfg, vec![Arc::new(chat) as Arc<dyn Chat>], Extras::default()).await.unwrap();
+    assert!(running.ready(Duration::from_secs(10)).await);
+    running
+}
+
+#[tokio::test]
+async fn garbage_identity_update() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = follow_file(&env, &sim).await;
+    let mut ids = burst(&env, 30, "g1");
+    std::fs::write(&env.identity_path, "garbage that is no identity").unwrap();
+    let mut status = running.identity.clone();
+    status.wait_for(|s| s.last_error.is_some()).await.unwrap();
+    ids.extend(burst(&env, 30, "g2"));
+    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    exactly_once("garbage identity update", &ids, &counts);
+    assert!(running.identity.borrow().last_error.as_deref().unwrap().contains("refused, keeping the current identity"));
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn expired_identity() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = follow_file(&env, &sim).await;
+    let mut ids = burst(&env, 20, "e1");
+    let now = std::time::SystemTime::now();
+    let expired = env.sim.pki().issue_identity_between("access-plugin", now - Duration::from_secs(7200), now - Duration::from_secs(60)).unwrap();
+    std::fs::write(&env.identity_path, &expired.identity_file).unwrap();
+    let mut status = running.identity.clone();
+    status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e.contains("expired"))).await.unwrap();
+    ids.extend(burst(&env, 20, "e2"));
+    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    exactly_once("expired identity update", &ids, &counts);
+    running.stop(Duration::from_secs(5)).await;
+
+    // Starting with only an expired identity fails with advice.
+    let cfg = env.config(&sim.section());
+    let err = launch(&cfg, vec![], Extras::default()).await.err().expect("refused").to_string();
+    assert!(err.contains("expired") && err.contains("Renew it"), "{err}");
+}
+
+#[tokio::test]
+async fn invalid_config_is_refused_and_leaves_the_running_plugin_alone() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    let ids = burst(&env, 10, "ok");
+    // A second instance with a broken configuration is refused with the key named.
+    let bad = format!("{}[plugin]\nconcurrency = 0\nclaim_lease = \"soon\"\n", sim.section());
+    let err = teleport_plugin::config::Config::parse(&env.config_text(&bad), teleport_plugin::config::Format::Toml, "bad.toml")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("plugin.concurrency: 0 is out of range") && err.contains("plugin.claim_lease"), "{err}");
+    let counts = settle(&sim, &ids, Duration::from_secs(20)).await;
+    exactly_once("invalid config next to a running plugin", &ids, &counts);
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn two_replicas() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let cfg = |id: &str| env.config(&format!("{}[plugin]\ninstance_id = \"{id}\"\n", sim.section()));
+    let mut replicas = Vec::new();
+    for id in ["r-a", "r-b"] {
+        let chat = SlackChat::with_options(&slack(&sim).base_url(), Secret::new("xoxb-sim-token"), quick()).unwrap();
+        let r = launch(&cfg(id), vec![Arc::new(chat) as Arc<dyn Chat>], Extras::default()).await.unwrap();
+        assert!(r.ready(Duration::from_secs(10)).await);
+        replicas.push(r);
+    }
+    let ids = burst(&env, 100, "ha");
+    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    exactly_once("two replicas", &ids, &counts);
+    for r in replicas {
+        r.stop(Duration::from_secs(5)).await;
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_teleport-plugin");
+
+fn spawn(config: &str) -> Child {
+    Command::new(BIN).args(["start", "--config", config]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+#[tokio::test]
+async fn kill_9_mid_broadcast_then_restart() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let text = env.config_text(&format!("{}[plugin]\ninstance_id = \"killed\"\nconcurrency = 16\n", sim.section()));
+    let path = env.dir.path().join("slack.toml");
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    let mut child = spawn(&path);
+    sim.core().set_response_delay(Duration::from_millis(40));
+    let ids = burst(&env, 200, "k");
+    assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 40).await, "posting started");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    sim.core().set_response_delay(Duration::ZERO);
+    let interrupted = ids.iter().filter(|id| env.sim.plugin_data(id, "slack").is_some_and(|d| d.contains_key("notify_pending"))).count();
+    println!("kill -9 left {interrupted} requests mid-broadcast");
+    let mut child = spawn(&path);
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    exactly_once("kill -9 mid-broadcast then restart", &ids, &counts);
+    assert!(interrupted > 0, "the kill landed mid-broadcast");
+}
+
+#[tokio::test]
+async fn invalid_route_resource_is_reported_and_changes_nothing_else() {
+    use serde_json::json;
+    use teleport_plugin::k8s::crd::{AccessRequestRoute, GROUP, PLURAL, VERSION};
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let kube = teleport_plugin::sim::kube::KubeSim::start().await;
+    kube.register_crd(GROUP, VERSION, PLURAL, "AccessRequestRoute", true, true);
+    let route = |name: &str, rules: serde_json::Value| {
+        json!({"apiVersion": format!("{GROUP}/{VERSION}"), "kind": "AccessRequestRoute",
+               "metadata": {"name": name, "namespace": "teleport"}, "spec": {"rules": rules}})
+    };
+    kube.create_json(route("good", json!([{"match": {"roles": ["editor"]}, "recipients": {"slack": ["C0EXTRA001"]}}]))).unwrap();
+    kube.create_json(route("bad", json!([{"match": {"roles": ["[x"]}, "recipients": {"slack": ["C0NEVER001"]}}]))).unwrap();
+    slack(&sim).add_channel(teleport_plugin::sim::chat::SimChannel::new("C0EXTRA001", "extra"));
+    let cfg = env.config(&format!("{}[plugin]\ninstance_id = \"matrix\"\n[routing]\ncrd = true\nnamespace = \"teleport\"\n", sim.section()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let setup = teleport_plugin::k8s::setup_with(&cfg, &stop, kube.client()).await.unwrap();
+    let routes = setup.routes;
+    let chat = SlackChat::with_options(&slack(&sim).base_url(), Secret::new("xoxb-sim-token"), quick()).unwrap();
+    let running = launch(&cfg, vec![Arc::new(chat) as Arc<dyn Chat>], setup.extras).await.unwrap();
+    teleport_plugin::k8s::start_routes(routes, running.metrics.clone(), stop.clone());
+    assert!(running.ready(Duration::from_secs(10)).await);
+    let ready = |k: &teleport_plugin::sim::kube::KubeSim, n: &str| {
+        k.get::<AccessRequestRoute>("teleport", n).and_then(|r| r.status).map(|s| s.conditions[0].status.clone())
+    };
+    assert!(kube.wait_until(Duration::from_secs(10), |k| ready(k, "bad").as_deref() == Some("False") && ready(k, "good").as_deref() == Some("True")).await);
+    let ids = burst(&env, 30, "crd");
+    // Two cards each: the role map's channel and the valid route's channel.
+    eventually(Duration::from_secs(30), || ids.iter().all(|id| sim.cards(id).len() == 2)).await;
+    let per_channel = |ch: &str| {
+        let mut m = HashMap::new();
+        for msg in slack(&sim).messages_in(ch).into_iter().filter(|m| m.thread_ts.is_none()) {
+            if let Some(id) = msg.metadata.as_ref().and_then(|md| md["event_payload"]["request_id"].as_str().map(String::from)) {
+                *m.entry(id).or_insert(0) += 1;
+            }
+        }
+        m
+    };
+    exactly_once("invalid route next to a valid one (role map channel)", &ids, &per_channel(CHANNEL_SLACK));
+    exactly_once("invalid route next to a valid one (route channel)", &ids, &per_channel("C0EXTRA001"));
+    assert!(slack(&sim).messages_in("C0NEVER001").is_empty());
+    stop.cancel();
+    running.stop(Duration::from_secs(5)).await;
+}
