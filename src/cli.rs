@@ -227,8 +227,14 @@ async fn check_online(cfg: &Config) -> Result<(), ()> {
     };
     let publisher = match publisher {
         Ok(Some(p)) => p,
-        Ok(None) => return Err(line(false, "identity", "no identity source configured")),
-        Err(e) => return Err(line(false, "identity", format!("{e:#}"))),
+        Ok(None) => {
+            line(false, "identity", "no identity source configured");
+            return Err(());
+        }
+        Err(e) => {
+            line(false, "identity", format!("{e:#}"));
+            return Err(());
+        }
     };
     let id = publisher.current();
     let left = humantime::format_duration(Duration::from_secs(id.remaining(SystemTime::now()).as_secs()));

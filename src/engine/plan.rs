@@ -133,6 +133,7 @@ impl Record {
 }
 
 /// What Teleport says about the request now.
+#[allow(clippy::large_enum_variant)] // short-lived; boxing would only add allocations
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Snapshot {
     Live(AccessRequest),

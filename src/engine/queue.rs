@@ -172,7 +172,7 @@ impl Scheduler {
             // New information: try again now rather than at the timer.
             self.timers.remove(&key);
             self.ready.push_back(id);
-        } else if matches!(entry.running, Some(_)) {
+        } else if entry.running.is_some() {
             entry.state = State::Running;
         }
         Offer::Queued

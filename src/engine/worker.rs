@@ -19,6 +19,8 @@ use crate::teleport::plugin_data::{Change, PluginDataStore, RequestData, Resolut
 use crate::teleport::{ClusterInfo, TeleportClient};
 
 type Raw = Option<HashMap<String, String>>;
+/// A role's logins (`None`: not readable) and when they were looked up.
+type CachedLogins = (Option<Vec<String>>, Instant);
 
 /// How long looked-up role logins are reused.
 const ROLE_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -56,7 +58,7 @@ pub struct Worker {
     first_seen: Mutex<HashMap<String, Instant>>,
     /// Reviews of requests, kept to render cards after the request is gone.
     reviews: Mutex<HashMap<String, Vec<Review>>>,
-    logins: Mutex<HashMap<String, (Option<Vec<String>>, Instant)>>,
+    logins: Mutex<HashMap<String, CachedLogins>>,
     /// Requests already reported as having no recipient.
     unrouted: Mutex<HashSet<String>>,
 }

@@ -189,6 +189,7 @@ impl RequestData {
 }
 
 /// What a [`PluginDataStore::modify`] callback decides.
+#[allow(clippy::large_enum_variant)] // returned once per write
 pub enum Change<T> {
     /// Write this record (compare-and-swap against what was read).
     Write(RequestData, T),

@@ -35,6 +35,7 @@ pub const RULE_KIND: &str = "access_monitoring_rule";
 const INIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the watcher delivers, in stream order.
+#[allow(clippy::large_enum_variant)] // most items are requests anyway
 #[derive(Debug, Clone, PartialEq)]
 pub enum Feed {
     /// A stream (re)started. `rules_watched` tells whether the server accepted
