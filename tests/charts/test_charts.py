@@ -1,0 +1,543 @@
+"""The three charts, rendered by the real Helm engine for several values files:
+lint, Kubernetes schemas, and the contracts the plugin relies on."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import helm_python as helm
+import pytest
+import yaml
+
+from chartkit import (
+    CHATS,
+    CUSTOM_KINDS,
+    NAMESPACE,
+    chart_dir,
+    lint,
+    load_values,
+    merge,
+    plugin_check,
+    render,
+    validate_kube,
+)
+
+SCENARIOS = {
+    "minimal": ["{chat}/minimal.yaml"],
+    "token-from-secret": ["{chat}/token-from-secret.yaml"],
+    "tbot": ["{chat}/minimal.yaml", "common/tbot.yaml"],
+    "metrics": ["{chat}/minimal.yaml", "common/metrics.yaml"],
+    "routing-crd": ["{chat}/minimal.yaml", "common/routing-crd.yaml"],
+    "identity-mount": ["{chat}/minimal.yaml", "common/identity-mount.yaml"],
+    "official": ["{chat}/official.yaml"],
+}
+CASES = [pytest.param(chat, name, id=f"{chat}-{name}") for chat in CHATS for name in SCENARIOS]
+
+
+def values_for(chat: str, scenario: str) -> dict:
+    return load_values(*(f.format(chat=chat) for f in SCENARIOS[scenario]))
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    cache: dict = {}
+
+    def get(chat: str, scenario: str):
+        if (chat, scenario) not in cache:
+            cache[(chat, scenario)] = render(chat, values_for(chat, scenario))
+        return cache[(chat, scenario)]
+
+    return get
+
+
+# ---------------------------------------------------------------- per case
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_lint_is_clean(chat, scenario):
+    report = lint(chat, values_for(chat, scenario))
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], report
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_every_manifest_is_valid(chat, scenario, rendered):
+    r = rendered(chat, scenario)
+    assert r.docs
+    for doc in r.docs:
+        assert doc["metadata"]["name"], doc
+        if doc["kind"] in CUSTOM_KINDS:
+            check_custom_resource(doc, r)
+        else:
+            validate_kube(doc)
+
+
+def check_custom_resource(doc: dict, r) -> None:
+    kind = doc["kind"]
+    if kind == "ServiceMonitor":
+        assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+        svc = r.one("Service", r.fullname)
+        assert doc["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+        ports = {p["name"] for p in svc["spec"]["ports"]}
+        assert [e["port"] for e in doc["spec"]["endpoints"]] == ["http"] and "http" in ports
+        assert doc["spec"]["endpoints"][0]["path"] == "/metrics"
+    elif kind == "TeleportBotV1":
+        assert doc["apiVersion"] == "resources.teleport.dev/v1"
+        assert doc["spec"]["roles"] and all(isinstance(x, str) for x in doc["spec"]["roles"])
+    elif kind == "TeleportProvisionToken":
+        assert doc["apiVersion"] == "resources.teleport.dev/v2"
+        assert doc["spec"]["roles"] == ["Bot"]
+        assert doc["spec"]["bot_name"] == r.one("TeleportBotV1")["metadata"]["name"]
+        assert doc["spec"]["join_method"]
+    else:
+        raise AssertionError(f"no check for {kind}")
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_rendered_config_is_accepted_by_the_plugin(chat, scenario, rendered, tmp_path):
+    r = rendered(chat, scenario)
+    result = plugin_check(r.config_text, tmp_path)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n--- config:\n{r.config_text}"
+    assert "Configuration is valid" in result.stdout
+    assert f"chats: {chat}" in result.stdout
+    # The chart writes no key the plugin does not know.
+    assert "unknown key" not in result.stdout, result.stdout
+    if r.values.get("review", {}).get("enabled"):
+        assert "[review]" in result.stdout and "not supported" in result.stdout
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_config_points_at_what_the_pod_mounts(chat, scenario, rendered):
+    r = rendered(chat, scenario)
+    cfg = r.config
+    pod = r.deployment["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in r.container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    # The configuration file itself, at the path of the command line.
+    cmd = r.container["command"]
+    assert cmd == ["/usr/local/bin/teleport-plugin", "start", "--config", f"/etc/teleport-{chat}.toml"]
+    cfg_mount = mounts[cmd[-1]]
+    assert volumes[cfg_mount["name"]]["configMap"]["name"] == r.fullname
+    assert cfg_mount["subPath"] in r.one("ConfigMap", r.fullname)["data"]
+
+    # The token: a file, from the Secret the chart made or the one named.
+    token = cfg[chat]["token"]
+    assert token.startswith(f"/var/lib/teleport/plugins/{chat}/")
+    tmount = mounts[token]
+    secret_name = volumes[tmount["name"]]["secret"]["secretName"]
+    chat_values = r.values[chat]
+    if chat_values.get("tokenFromSecret"):
+        assert secret_name == chat_values["tokenFromSecret"]
+        assert tmount["subPath"] == chat_values.get("tokenSecretPath", f"{chat}Token")
+        assert not r.all("Secret")
+    else:
+        made = r.one("Secret", secret_name)
+        assert tmount["subPath"] in made["data"]
+
+    # The identity: through the API, or mounted.
+    tp = cfg["teleport"]
+    if r.values.get("teleport", {}).get("identityAccess") == "mount":
+        assert "identity_secret" not in tp and tp["refresh_identity"] is True
+        imount = next(m for p, m in mounts.items() if tp["identity"].startswith(p + "/"))
+        assert volumes[imount["name"]]["secret"]["secretName"] == expected_identity_secret(r)
+    else:
+        assert "identity" not in tp
+        assert tp["identity_secret"]["name"] == expected_identity_secret(r)
+        assert tp["identity_secret"]["namespace"] == NAMESPACE
+        expected_key = "identity" if r.values.get("tbot", {}).get("enabled") else r.values["teleport"].get("identitySecretPath", "auth_id")
+        assert tp["identity_secret"]["key"] == expected_key
+
+    # The chart's own mounts are read-only.
+    own = {v["name"] for v in pod["volumes"] if "configMap" in v or "secret" in v}
+    assert all(m.get("readOnly") is True for m in mounts.values() if m["name"] in own)
+
+    # POD_NAMESPACE from the downward API; no instance id: the pod name is the default.
+    env = {e["name"]: e for e in r.container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert "instance_id" not in cfg.get("plugin", {})
+
+
+def expected_identity_secret(r) -> str:
+    t = r.values.get("teleport", {})
+    if t.get("identitySecretName"):
+        return t["identitySecretName"]
+    return f"{r.deployment['metadata']['labels']['app.kubernetes.io/instance']}-tbot-out"
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_probes_use_the_plugin_endpoint(chat, scenario, rendered):
+    r = rendered(chat, scenario)
+    c = r.container
+    port = next(p for p in c["ports"] if p["name"] == "http")
+    assert r.config["http"]["listen"] == f"0.0.0.0:{port['containerPort']}"
+    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        assert c[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+    # The startup probe leaves time to reach Teleport before liveness applies.
+    s = c["startupProbe"]
+    assert s["periodSeconds"] * s["failureThreshold"] >= 120
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_pods_meet_restricted_pod_security(chat, scenario, rendered):
+    r = rendered(chat, scenario)
+    deployments = r.all("Deployment")
+    assert len(deployments) == (2 if r.values.get("tbot", {}).get("enabled") else 1)
+    for d in deployments:
+        spec = d["spec"]["template"]["spec"]
+        psc = spec.get("securityContext", {})
+        assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+        assert not any(k in spec for k in ("hostNetwork", "hostPID", "hostIPC"))
+        assert not any("hostPath" in v for v in spec.get("volumes", []))
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True
+            assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_rbac_grants_only_what_the_plugin_uses(chat, scenario, rendered):
+    r = rendered(chat, scenario)
+    sa = r.deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    tp = r.config["teleport"]
+    routing = r.config.get("routing", {})
+    plugin_roles = [d for d in r.all("Role") if d["metadata"]["labels"].get("app.kubernetes.io/component") != "tbot"]
+
+    granted: dict[tuple[str, str], set] = {}
+    for role in plugin_roles:
+        binding = r.one("RoleBinding", role["metadata"]["name"])
+        assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+            for res in rule["resources"]:
+                key = (role["metadata"]["namespace"], res)
+                granted.setdefault(key, set()).update(rule["verbs"])
+                if res == "secrets":
+                    assert rule["resourceNames"] == [tp["identity_secret"]["name"]]
+                    assert set(rule["verbs"]) == {"get", "list", "watch"}
+
+    expected: dict[tuple[str, str], set] = {}
+    if "identity_secret" in tp:
+        expected[(tp["identity_secret"]["namespace"], "secrets")] = {"get", "list", "watch"}
+    if routing.get("crd"):
+        expected[(routing["namespace"], "accessrequestroutes")] = {"get", "list", "watch"}
+        expected[(routing["namespace"], "accessrequestroutes/status")] = {"patch"}
+    assert granted == expected
+    # The pod carries an API token only when it talks to the API.
+    automount = r.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"]
+    assert automount is bool(expected)
+
+
+@pytest.mark.parametrize("chat,scenario", CASES)
+def test_notes_tell_how_to_check_the_install(chat, scenario, rendered):
+    r = rendered(chat, scenario)
+    assert f"kubectl -n {NAMESPACE} logs deploy/{r.fullname}" in r.notes
+    assert "/proxy/readyz" in r.notes and "kubectl get --raw" in r.notes
+    assert f"port-forward deploy/{r.fullname}" in r.notes
+    assert f"teleport-plugin check --config /etc/teleport-{chat}.toml" in r.notes
+
+
+# ---------------------------------------------------------------- behaviours
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_checksums_roll_the_pods_on_a_value_change(chat):
+    base = values_for(chat, "minimal")
+    before = render(chat, base).pod_annotations
+
+    new_token = json.loads(json.dumps(base))
+    new_token[chat]["token"] = "another-token"
+    after = render(chat, new_token).pod_annotations
+    assert after["checksum/token"] != before["checksum/token"]
+    assert after["checksum/config"] == before["checksum/config"]
+
+    new_config = json.loads(json.dumps(base))
+    new_config["log"] = {"severity": "DEBUG"}
+    after = render(chat, new_config).pod_annotations
+    assert after["checksum/config"] != before["checksum/config"]
+    assert after["checksum/token"] == before["checksum/token"]
+
+    unrelated = json.loads(json.dumps(base))
+    unrelated["resources"] = {"requests": {"memory": "64Mi"}}
+    after = render(chat, unrelated).pod_annotations
+    assert (after["checksum/config"], after["checksum/token"]) == (before["checksum/config"], before["checksum/token"])
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_tbot_writes_the_secret_the_plugin_reads(chat, rendered):
+    r = rendered(chat, "tbot")
+    tbot_cm = next(d for d in r.all("ConfigMap") if "tbot.yaml" in d.get("data", {}))
+    tbot = yaml.safe_load(tbot_cm["data"]["tbot.yaml"])
+    out = tbot["outputs"][0]
+    assert out["type"] == "identity" and out["destination"]["type"] == "kubernetes_secret"
+    ident = r.config["teleport"]["identity_secret"]
+    assert out["destination"]["name"] == ident["name"] and ident["key"] == "identity"
+    # The plugin's address falls back to tbot's, as in the official chart.
+    assert r.config["teleport"]["addr"] == tbot["proxy_server"] == "example.teleport.sh:443"
+
+    deploy = next(d for d in r.all("Deployment") if d["metadata"]["labels"].get("app.kubernetes.io/component") == "tbot")
+    spec = deploy["spec"]["template"]["spec"]
+    assert deploy["spec"]["replicas"] == 1 and deploy["spec"]["strategy"]["type"] == "Recreate"
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    token_vol = next(v for v in spec["volumes"] if v["name"] == "join-sa-token")
+    assert token_vol["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "example.teleport.sh"
+
+    # tbot may touch only its Secrets by name (create cannot be limited by name).
+    role = next(d for d in r.all("Role") if d["metadata"]["labels"].get("app.kubernetes.io/component") == "tbot")
+    named = [rule for rule in role["rules"] if "resourceNames" in rule]
+    assert named and all(rule["resources"] == ["secrets"] for rule in role["rules"])
+    assert ident["name"] in named[0]["resourceNames"]
+    unnamed = [rule for rule in role["rules"] if "resourceNames" not in rule]
+    assert [rule["verbs"] for rule in unnamed] == [["create"]]
+    binding = r.one("RoleBinding", role["metadata"]["name"])
+    assert binding["subjects"][0]["name"] == spec["serviceAccountName"]
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_operator_resources_match_tbot(chat, rendered):
+    r = rendered(chat, "official")
+    token = r.one("TeleportProvisionToken")
+    tbot = yaml.safe_load(next(d for d in r.all("ConfigMap") if "tbot.yaml" in d.get("data", {}))["data"]["tbot.yaml"])
+    assert tbot["onboarding"]["token"] == token["metadata"]["name"]
+    tbot_sa = next(d for d in r.all("Deployment") if d["metadata"]["labels"].get("app.kubernetes.io/component") == "tbot")[
+        "spec"
+    ]["template"]["spec"]["serviceAccountName"]
+    assert token["spec"]["kubernetes"]["allow"] == [{"service_account": f"{NAMESPACE}:{tbot_sa}"}]
+    assert r.one("TeleportBotV1")["spec"]["roles"] == ["access-plugin"]
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_operator_resources_need_tbot(chat):
+    values = load_values(f"{chat}/minimal.yaml")
+    values["crd"] = {"create": True}
+    with pytest.raises(helm.HelmError, match="crd.create needs tbot.enabled"):
+        render(chat, values)
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_replicas_and_routing(chat, rendered):
+    r = rendered(chat, "routing-crd")
+    assert r.deployment["spec"]["replicas"] == 3
+    assert r.config["routing"] == {"crd": True, "namespace": "access-routes"}
+    assert r.config["plugin"] == {"concurrency": 16, "claim_lease": "45s", "shutdown_grace": "20s"}
+    env = {e["name"]: e.get("value") for e in r.container["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
+    assert "routing.crd" not in r.notes and "get accessrequestroutes" in r.notes
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_metrics_service_and_servicemonitor(chat, rendered):
+    r = rendered(chat, "metrics")
+    svc = r.one("Service", r.fullname)
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8081, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == r.deployment["spec"]["selector"]["matchLabels"]
+    sm = r.one("ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert r.config["log"]["format"] == "json"
+    assert f"/services/{r.fullname}:http/proxy/readyz" in r.notes
+    assert not render(chat, values_for(chat, "minimal")).all("Service")
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_official_keys_keep_their_meaning(chat, rendered):
+    r = rendered(chat, "official")
+    v = r.values
+    pod = r.deployment["spec"]["template"]
+    assert r.container["image"] == "registry.example.com/teleport-plugin:0.1.0"
+    assert r.container["imagePullPolicy"] == "Always"
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["metadata"]["annotations"]["example.com/pod"] == "1"
+    assert pod["metadata"]["annotations"]["example.com/legacy-pod-annotation"] == "1"
+    assert r.deployment["metadata"]["annotations"] == {"example.com/deployment": "1"}
+    assert r.one("ConfigMap", r.fullname)["metadata"]["annotations"] == {"example.com/config": "1"}
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        assert pod["spec"][key] == v[key]
+    assert r.container["resources"] == v["resources"]
+    # User security values merge over the restricted defaults.
+    assert pod["spec"]["securityContext"]["runAsUser"] == 1000
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert r.container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert any(vol["name"] == "password-file" for vol in pod["spec"]["volumes"])
+    cfg = r.config
+    assert cfg["teleport"]["addr"] == "teleport.example.com:443"
+    assert cfg["log"] == {"output": "stdout", "severity": "DEBUG", "format": "text"}
+    if chat == "mattermost":
+        assert cfg["mattermost"]["url"] == "https://mattermost.example.com"
+        assert cfg["mattermost"]["recipients"] == v["mattermost"]["recipients"]
+        assert "role_to_recipients" not in cfg
+    else:
+        # A string or a list per role, as written.
+        assert cfg["role_to_recipients"] == v["roleToRecipients"]
+    if chat == "slack":
+        assert cfg["review"] == {"enabled": True, "slack_user_id_trait": "slack_uid", "allow_email_username_match": False}
+        assert "not supported" in r.notes
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_upstream_lint_values_render(chat):
+    """The official charts' own .lint examples work as they are."""
+    base = load_values(f"{chat}/minimal.yaml")
+    tbot_enabled = {"tbot": {"enabled": True, "clusterName": "test.teleport.sh", "teleportProxyAddress": "test.teleport.sh:443"}}
+    r = render(chat, merge(base, tbot_enabled))
+    assert r.config["teleport"]["identity_secret"]["key"] == "identity"
+    if chat == "slack":
+        review = {"review": {"enabled": True, "appToken": "test-app-token", "slackUserIdTrait": "slack_uid", "allowEmailUsernameMatch": False}}
+        r = render(chat, merge(base, review))
+        assert r.config["review"]["enabled"] is True
+        # No Secret for an app token the plugin does not use.
+        assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_values_are_written_safely_into_toml(chat, tmp_path):
+    """Quotes, backslashes and newlines in values cannot break the file."""
+    values = load_values(f"{chat}/minimal.yaml")
+    tricky = 'team/"quoted" \\ back\nslash'
+    if chat == "mattermost":
+        values["mattermost"]["recipients"] = [tricky]
+    else:
+        values["roleToRecipients"] = {"*": tricky, 'we"ird': [tricky, "x"]}
+    r = render(chat, values)
+    cfg = r.config
+    if chat == "mattermost":
+        assert cfg["mattermost"]["recipients"] == [tricky]
+    else:
+        assert cfg["role_to_recipients"] == {"*": tricky, 'we"ird': [tricky, "x"]}
+    assert plugin_check(r.config_text, tmp_path).returncode == 0
+
+
+# ---------------------------------------------------------------- failures
+
+
+MISSING = {
+    "slack": [
+        (("teleport", "address"), "teleport.address is required"),
+        (("teleport", "identitySecretName"), "teleport.identitySecretName is required"),
+        (("slack", "token"), "slack.token or slack.tokenFromSecret is required"),
+        (("roleToRecipients",), 'roleToRecipients must map \\"\\*\\"'),
+    ],
+    "discord": [
+        (("discord", "token"), "discord.token or discord.tokenFromSecret is required"),
+        (("roleToRecipients",), 'roleToRecipients must map \\"\\*\\"'),
+    ],
+    "mattermost": [
+        (("mattermost", "url"), "mattermost.url is required"),
+        (("mattermost", "recipients"), "mattermost.recipients is required"),
+        (("mattermost", "token"), "mattermost.token or mattermost.tokenFromSecret is required"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "chat,path,message", [pytest.param(c, p, m, id=f"{c}-{'.'.join(p)}") for c, cases in MISSING.items() for p, m in cases]
+)
+def test_missing_required_value_names_it(chat, path, message):
+    values = load_values(f"{chat}/minimal.yaml")
+    node = values
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    # (helm lint runs templates in lint mode, where `fail` only logs: the
+    # install-time render is what stops a user.)
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render(chat, values)
+
+
+@pytest.mark.parametrize("chat", ["slack", "discord"])
+def test_default_recipient_is_optional_with_crd_routing(chat, tmp_path):
+    values = load_values(f"{chat}/minimal.yaml")
+    values["roleToRecipients"] = {}
+    values["routing"] = {"crd": True}
+    r = render(chat, values)
+    result = plugin_check(r.config_text, tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert 'role_to_recipients["*"] is not set' in result.stdout
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_schema_rejects_unknown_keys(chat):
+    base = load_values(f"{chat}/minimal.yaml")
+    for typo in ({"teleprot": {}}, {chat: {"tokn": "x"}}, {"teleport": {"adress": "x"}}, {"routing": {"crds": True}}, {"tbot": {"outputs": []}}):
+        with pytest.raises(helm.HelmValuesError):
+            render(chat, merge(base, typo))
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_schema_rejects_wrong_types(chat):
+    base = load_values(f"{chat}/minimal.yaml")
+    for bad in ({"replicaCount": "3"}, {"routing": {"crd": "yes"}}, {"log": {"format": "xml"}}, {"teleport": {"identityAccess": "env"}}):
+        with pytest.raises(helm.HelmValuesError):
+            render(chat, merge(base, bad))
+
+
+@pytest.mark.parametrize("chat", ["slack", "discord"])
+def test_schema_accepts_a_string_or_a_list_per_role(chat):
+    base = load_values(f"{chat}/minimal.yaml")
+    r = render(chat, merge(base, {"roleToRecipients": {"*": "a", "dev": ["b", "c"]}}))
+    assert r.config["role_to_recipients"] == {"*": "a", "dev": ["b", "c"]}
+    for bad in ({"*": []}, {"*": 3}, {"*": ""}):
+        with pytest.raises(helm.HelmValuesError):
+            render(chat, merge(base, {"roleToRecipients": bad}))
+
+
+def test_a_broken_config_is_refused_by_the_plugin(tmp_path):
+    """The plugin check is not a rubber stamp: it refuses a config without a token."""
+    r = render("slack", load_values("slack/minimal.yaml"))
+    broken = re.sub(r'(?m)^token = .*$', "", r.config_text)
+    result = plugin_check(broken, tmp_path)
+    assert result.returncode != 0 and "slack.token is required" in result.stdout
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_templates_are_shared_between_the_charts():
+    """Only _chat.tpl differs between the charts; the rest is one code."""
+    slack = chart_dir("slack") / "templates"
+    names = sorted(p.name for p in slack.iterdir())
+    for chat in CHATS[1:]:
+        other = chart_dir(chat) / "templates"
+        assert sorted(p.name for p in other.iterdir()) == names
+        for name in names:
+            if name != "_chat.tpl":
+                assert (other / name).read_text() == (slack / name).read_text(), f"{chat}/templates/{name} differs from slack's"
+
+
+CHAT_KEYS = {"slack": {"slack", "roleToRecipients", "review"}, "discord": {"discord", "roleToRecipients"}, "mattermost": {"mattermost", "roleToRecipients"}}
+
+
+def test_values_and_schemas_agree_between_the_charts():
+    def common(d: dict, chat: str) -> dict:
+        return {k: v for k, v in d.items() if k not in CHAT_KEYS[chat]}
+
+    ref_values = common(yaml.safe_load((chart_dir("slack") / "values.yaml").read_text()), "slack")
+    ref_schema = json.loads((chart_dir("slack") / "values.schema.json").read_text())
+    for chat in CHATS:
+        values = yaml.safe_load((chart_dir(chat) / "values.yaml").read_text())
+        schema = json.loads((chart_dir(chat) / "values.schema.json").read_text())
+        assert set(values) == set(schema["properties"]) - {"global"}, chat
+        assert common(values, chat) == ref_values, chat
+        assert common(schema["properties"], chat) == common(ref_schema["properties"], "slack"), chat
+
+
+def test_default_values_satisfy_the_schema():
+    for chat in CHATS:
+        chart = helm.Chart.load(chart_dir(chat))
+        chart.validate_schema({})
+
+
+def test_crds_are_copies_of_the_generated_crd():
+    shipped = (chart_dir("slack").parents[1] / "crds" / "accessrequestroutes.yaml").read_text()
+    for chat in CHATS:
+        crds = helm.Chart.load(chart_dir(chat)).crds
+        assert [c["filename"] for c in crds] == [f"teleport-plugin-{chat}/crds/accessrequestroutes.yaml"]
+        assert (chart_dir(chat) / "crds" / "accessrequestroutes.yaml").read_text() == shipped
+        validate_kube(yaml.safe_load(shipped))
