@@ -7,6 +7,8 @@
 
 pub mod cache;
 pub mod console;
+#[cfg(test)]
+mod fixtures;
 pub mod discord;
 pub mod fields;
 pub mod http;

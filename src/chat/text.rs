@@ -50,6 +50,19 @@ pub fn defuse_mentions(s: &str) -> String {
     out
 }
 
+/// Backslash-escapes markdown (Discord, Mattermost) and defuses mentions, for
+/// text of ours that is not in a code span.
+pub fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\*_~`|<>[]()#".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    defuse_mentions(&out)
+}
+
 /// Number of characters (what chat APIs count).
 pub fn len(s: &str) -> usize {
     s.chars().count()

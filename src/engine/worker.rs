@@ -324,6 +324,27 @@ impl Worker {
         since.checked_sub(LOOKUP_MARGIN).unwrap_or(UNIX_EPOCH)
     }
 
+    /// Looks for `content` posted at `place` before an interruption. When the
+    /// chat cannot say (e.g. missing history scopes), logs that posting again
+    /// may duplicate it and answers `None`.
+    async fn find_earlier(
+        &self,
+        place: Place<'_>,
+        content: &Content<'_>,
+        rec: &Record,
+        attempts: u32,
+    ) -> Result<Option<MessageRef>, Outcome> {
+        match self.chat.find_posted(place, &content.marker(), self.since(rec)).await {
+            Ok(found) => Ok(found),
+            Err(e) if e.is_transient() => Err(self.chat_retry(&e, attempts)),
+            Err(e) => {
+                warn!(kind = %content.marker().kind_str(), error = %e,
+                    "cannot look for a message posted before an interruption; posting again may duplicate it");
+                Ok(None)
+            }
+        }
+    }
+
     async fn role_logins(&self, roles: &[String]) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         for role in roles {
@@ -450,17 +471,10 @@ impl Worker {
         let content = Content::Card(&view);
         let t = Target(target.clone());
         let fp = plan::fingerprint(plan::status_of(snap, &rec), plan::review_count(snap, &rec), plan::resolve_reason(snap, &rec));
-        if lookup_first {
-            match self.chat.find_posted(Place::Target(&t), &content.marker(), self.since(&rec)).await {
-                Ok(Some(m)) => {
-                    info!(target = %t, "card was already posted before an interruption; recording it");
-                    self.set_uncertain(&id, &target, false);
-                    return self.write(snap, raw, attempts, record_post(target, m, fp)).await;
-                }
-                Ok(None) => {}
-                Err(e) if e.is_transient() => return Err(self.chat_retry(&e, attempts)),
-                Err(e) => warn!(target = %t, error = %e, "cannot look for an earlier post; posting again may duplicate it"),
-            }
+        if lookup_first && let Some(m) = self.find_earlier(Place::Target(&t), &content, &rec, attempts).await? {
+            info!(target = %t, "card was already posted before an interruption; recording it");
+            self.set_uncertain(&id, &target, false);
+            return self.write(snap, raw, attempts, record_post(target, m, fp)).await;
         }
         match self.chat.post(&t, content).await {
             Ok(m) => {
@@ -513,16 +527,9 @@ impl Worker {
                 rec.progress.replied.push(message);
             }
         };
-        if lookup_first {
-            match self.chat.find_posted(Place::Thread(&parent), &content.marker(), self.since(&rec)).await {
-                Ok(Some(_)) => {
-                    self.set_uncertain(&id, &key, false);
-                    return self.write(snap, raw, attempts, done).await;
-                }
-                Ok(None) => {}
-                Err(e) if e.is_transient() => return Err(self.chat_retry(&e, attempts)),
-                Err(e) => warn!(error = %e, "cannot look for an earlier reply; replying again may duplicate it"),
-            }
+        if lookup_first && self.find_earlier(Place::Thread(&parent), &content, &rec, attempts).await?.is_some() {
+            self.set_uncertain(&id, &key, false);
+            return self.write(snap, raw, attempts, done).await;
         }
         match self.chat.reply(&parent, content).await {
             Ok(_) => {
@@ -592,16 +599,11 @@ impl Worker {
         let view = self.view(snap, &rec);
         let content = Content::RequesterNotice(&view);
         let sent = |rec: &mut Record| rec.progress.notice = Notice::Sent;
-        if self.uncertain_of(&id).contains(NOTICE_KEY) {
-            match self.chat.find_posted(Place::Target(&target), &content.marker(), self.since(&rec)).await {
-                Ok(Some(_)) => {
-                    self.set_uncertain(&id, NOTICE_KEY, false);
-                    return self.write(snap, raw, attempts, sent).await;
-                }
-                Ok(None) => {}
-                Err(e) if e.is_transient() => return Err(self.chat_retry(&e, attempts)),
-                Err(e) => warn!(error = %e, "cannot look for an earlier notice; sending again may duplicate it"),
-            }
+        if self.uncertain_of(&id).contains(NOTICE_KEY)
+            && self.find_earlier(Place::Target(&target), &content, &rec, attempts).await?.is_some()
+        {
+            self.set_uncertain(&id, NOTICE_KEY, false);
+            return self.write(snap, raw, attempts, sent).await;
         }
         match self.chat.post(&target, content).await {
             Ok(_) => {

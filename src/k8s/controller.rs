@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
+
+use super::next_or_stop;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -24,13 +26,7 @@ pub async fn run(client: Client, namespace: String, table: Arc<RouteTable>, metr
     let mut initial: BTreeMap<String, AccessRequestRoute> = BTreeMap::new();
     let mut events = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff().boxed();
     loop {
-        let ev = tokio::select! {
-            _ = stop.cancelled() => return,
-            ev = events.next() => match ev {
-                Some(ev) => ev,
-                None => return,
-            },
-        };
+        let Some(ev) = next_or_stop(&mut events, &stop).await else { return };
         match ev {
             Ok(Event::Init) => initial.clear(),
             Ok(Event::InitApply(r)) => {

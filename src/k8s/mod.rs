@@ -8,6 +8,16 @@ pub mod secret;
 
 use anyhow::{Context, Result};
 
+/// The next item of a watch stream, or `None` once `stop` fires or the
+/// stream ends.
+pub async fn next_or_stop<S: futures::Stream + Unpin>(events: &mut S, stop: &CancellationToken) -> Option<S::Item> {
+    use futures::StreamExt;
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        ev = events.next() => ev,
+    }
+}
+
 /// A client for the cluster the plugin runs in (or `KUBECONFIG`).
 pub async fn client() -> Result<kube::Client> {
     kube::Client::try_default()

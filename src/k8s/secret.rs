@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+
+use super::next_or_stop;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
@@ -77,13 +79,7 @@ async fn watch(api: Api<Secret>, r: SecretRef, publisher: Arc<IdentityPublisher>
     let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
     let source = r.describe();
     loop {
-        let ev = tokio::select! {
-            _ = stop.cancelled() => return,
-            ev = events.next() => match ev {
-                Some(ev) => ev,
-                None => return,
-            },
-        };
+        let Some(ev) = next_or_stop(&mut events, &stop).await else { return };
         match ev {
             // The selector should already restrict events to our Secret;
             // check the name anyway.

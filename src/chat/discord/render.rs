@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 
 use crate::chat::fields::{self, Limits, Line, Part, fit_lines};
-use crate::chat::text::{code_safe, defuse_mentions, len, truncate};
+use crate::chat::text::{code_safe, defuse_mentions, escape_markdown, len, truncate};
 use crate::chat::view::review_status;
 use crate::chat::{Content, Marker, RequestView, Status};
 use crate::model::Review;
@@ -57,7 +57,7 @@ pub fn render(content: &Content<'_>) -> Message {
     match content {
         Content::Card(v) => {
             let card = fields::card(v, &LIMITS);
-            let mut head = vec![format!("**{}**", escape(card.title))];
+            let mut head = vec![format!("**{}**", escape_markdown(card.title))];
             head.extend(card.fields.iter().map(line));
             let mut tail: Vec<String> = card.status.iter().map(line).collect();
             tail.push(marker);
@@ -87,7 +87,7 @@ pub fn render(content: &Content<'_>) -> Message {
 pub fn marker_line(marker: &Marker) -> String {
     format!(
         "-# Teleport access request {} · {}",
-        escape(&marker.request_id),
+        escape_markdown(&marker.request_id),
         marker.kind_str()
     )
 }
@@ -180,22 +180,10 @@ fn reason_block(reason: &str, max: usize) -> String {
     format!("{OPEN}{inner}{CLOSE}")
 }
 
-/// Backslash-escapes Discord markdown and defuses mentions in our own text.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\*_~`|<>[]()#".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    defuse_mentions(&out)
-}
-
 fn part(p: &Part) -> String {
     match p {
         Part::Label(name) => format!("**{name}**: "),
-        Part::Text(t) => escape(t),
+        Part::Text(t) => escape_markdown(t),
         Part::Code(t) => format!(
             "`{}`",
             defuse_mentions(&code_safe(&t.replace(['\n', '\r'], " ")))
@@ -212,28 +200,14 @@ fn line(l: &Line) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::time::{Duration, SystemTime};
+    
+    
 
     use super::*;
-    use crate::model::{AccessRequest, RequestState};
+    use crate::chat::fixtures::{review, view};
+    use crate::model::RequestState;
 
     const HOSTILE: &str = "<!channel> <!here> @everyone @here <@123> <@&456> [x](http://evil) ```code``` \u{202e}RTL\u{202e} 🎉";
-
-    fn view() -> RequestView {
-        let r = AccessRequest::new_pending("4b1d-id", "alice", vec!["editor".into()]);
-        RequestView::from_request(&r, "prod", None, BTreeMap::new(), Status::Pending)
-    }
-
-    fn review(author: &str, state: RequestState, reason: &str) -> Review {
-        Review {
-            author: author.into(),
-            roles: vec![],
-            proposed_state: state,
-            reason: reason.into(),
-            created: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-        }
-    }
 
     fn hostile_view() -> RequestView {
         let mut v = view();
@@ -388,7 +362,7 @@ mod tests {
 
     #[test]
     fn markdown_in_our_text_is_escaped() {
-        assert_eq!(escape("a*b_[x](y)"), "a\\*b\\_\\[x\\]\\(y\\)");
-        assert_eq!(escape("@here"), "@\u{200B}here");
+        assert_eq!(escape_markdown("a*b_[x](y)"), "a\\*b\\_\\[x\\]\\(y\\)");
+        assert_eq!(escape_markdown("@here"), "@\u{200B}here");
     }
 }

@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 
 use crate::chat::fields::{self, Limits, Line, Part, fit_lines};
-use crate::chat::text::{code_safe, defuse_mentions};
+use crate::chat::text::{code_safe, defuse_mentions, escape_markdown};
 use crate::chat::{Content, Marker};
 
 /// Longest post message, in characters.
@@ -24,7 +24,7 @@ pub fn render(content: &Content<'_>) -> String {
     match content {
         Content::Card(v) => {
             let card = fields::card(v, &lim);
-            let mut head = vec![format!("**{}**", escape(card.title))];
+            let mut head = vec![format!("**{}**", escape_markdown(card.title))];
             head.extend(card.fields.iter().map(line));
             let tail: Vec<String> = card.status.iter().map(line).collect();
             fit_lines(&head, &tail, "\n", MAX_MESSAGE)
@@ -62,22 +62,10 @@ pub fn pending_post_id(channel_id: &str, marker: &Marker) -> String {
     format!("teleport:{}", &hex::encode(ctx.finish().as_ref())[..32])
 }
 
-/// Backslash-escapes markdown and defuses mentions in our own text.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\*_~`|<>[]()#".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    defuse_mentions(&out)
-}
-
 fn part(p: &Part) -> String {
     match p {
         Part::Label(name) => format!("**{name}**: "),
-        Part::Text(t) => escape(t),
+        Part::Text(t) => escape_markdown(t),
         Part::Code(t) => format!(
             "`{}`",
             defuse_mentions(&code_safe(&t.replace(['\n', '\r'], " ")))
@@ -88,7 +76,7 @@ fn part(p: &Part) -> String {
                 .replace('(', "%28")
                 .replace(')', "%29")
                 .replace(' ', "%20");
-            format!("[{}]({url})", escape(&url))
+            format!("[{}]({url})", escape_markdown(&url))
         }
     }
 }
@@ -99,20 +87,16 @@ fn line(l: &Line) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::chat::fixtures::view;
     use crate::chat::text::len;
-    use crate::chat::{RequestView, Status};
-    use crate::model::{AccessRequest, RequestState, Review};
+    use crate::chat::Status;
+    use crate::model::{RequestState, Review};
 
     const HOSTILE: &str = "@channel @all @here @bob [x](http://evil) ![img](http://evil/p.png) ```code``` \u{202e}RTL 🎉";
-
-    fn view() -> RequestView {
-        let r = AccessRequest::new_pending("4b1d-id", "alice", vec!["editor".into()]);
-        RequestView::from_request(&r, "prod", None, BTreeMap::new(), Status::Pending)
-    }
 
     fn assert_inert(s: &str) {
         let mut chars = s.chars().peekable();

@@ -210,19 +210,15 @@ fn sections(lines: &[String], max_blocks: usize) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::chat::fixtures::view;
     use crate::chat::{RequestView, Status};
-    use crate::model::{AccessRequest, RequestState, Review};
+    use crate::model::{RequestState, Review};
 
     const HOSTILE: &str = "<!channel> <!here> @everyone @here <@U123> [x](http://evil) <http://evil|click> ```code``` & \u{202e}RTL\u{202e} 🎉";
-
-    fn view() -> RequestView {
-        let r = AccessRequest::new_pending("4b1d-id", "alice", vec!["editor".into()]);
-        RequestView::from_request(&r, "prod", None, BTreeMap::new(), Status::Pending)
-    }
 
     fn hostile_view() -> RequestView {
         let mut v = view();
