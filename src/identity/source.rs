@@ -31,13 +31,18 @@ impl IdentityFiles {
         }
     }
 
+    /// The files this source reads.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Self::IdentityFile(p) => vec![p],
+            Self::Tls { cert, key, cas } => vec![cert, key, cas],
+        }
+    }
+
     /// Digest of the files' current content (read errors included), to
     /// notice changes cheaply.
     pub fn fingerprint_of_content(&self) -> Vec<u8> {
-        let paths: Vec<&Path> = match self {
-            Self::IdentityFile(p) => vec![p],
-            Self::Tls { cert, key, cas } => vec![cert, key, cas],
-        };
+        let paths = self.paths();
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for p in paths {
             match std::fs::read(p) {
