@@ -279,13 +279,22 @@ async fn slack_post_update_reply_react_and_find_again() {
         None
     );
 
-    // A fresh client (after a restart) cannot map a name it never posted to.
+    // A fresh client (after a restart) maps the name through the channel list.
+    assert_eq!(
+        slack(&sim)
+            .find_posted(Place::Target(&target), &card_marker, since)
+            .await
+            .unwrap(),
+        Some(card.clone())
+    );
+    assert!(sim.calls().iter().any(|c| c.endpoint == "conversations.list"));
+    // An unknown name is a clear, permanent error.
     let e = slack(&sim)
-        .find_posted(Place::Target(&target), &card_marker, since)
+        .find_posted(Place::Target(&Target("#no-such-channel".into())), &card_marker, since)
         .await
         .unwrap_err();
     assert_eq!(kind(&e), &ErrorKind::Permanent);
-    assert!(e.message.contains("needs the channel ID"), "{}", e.message);
+    assert!(e.message.contains("does not exist"), "{}", e.message);
 }
 
 #[tokio::test]

@@ -100,6 +100,10 @@ async fn mattermost_lifecycle() {
 /// runtime is torn down with posts in flight), a new one with the same
 /// instance id takes over: every request ends up posted exactly once.
 fn restart_mid_burst(which: &'static str) {
+    restart_mid_burst_with(which, |section| section);
+}
+
+fn restart_mid_burst_with(which: &'static str, edit: impl Fn(String) -> String) {
     common::init();
     let main = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (env, sim) = main.block_on(async {
@@ -108,7 +112,7 @@ fn restart_mid_burst(which: &'static str) {
         (env, sim)
     });
     let extra = "[plugin]\ninstance_id = \"replica-0\"\nconcurrency = 16\n";
-    let cfg = env.config(&format!("{}{extra}", sim.section()));
+    let cfg = env.config(&format!("{}{extra}", edit(sim.section())));
 
     // First life in its own runtime, so dropping it kills every task.
     let first = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -152,6 +156,12 @@ fn restart_mid_burst(which: &'static str) {
 #[test]
 fn slack_restart_mid_burst_posts_each_request_once() {
     restart_mid_burst("slack");
+}
+
+#[test]
+fn slack_restart_mid_burst_with_a_channel_name_posts_each_request_once() {
+    // The name is mapped to the channel ID to find interrupted posts.
+    restart_mid_burst_with("slack", |s| s.replace(common::chats::CHANNEL_SLACK, "#access"));
 }
 
 #[test]

@@ -168,10 +168,40 @@ impl SlackChat {
             self.channels.put(t, id.clone());
             return Ok(id);
         }
-        Err(ChatError::permanent(format!(
-            "cannot look for earlier messages in Slack channel {t}: history needs the channel ID; \
-             use the ID (C…, from the channel details) in role_to_recipients for exactly-once delivery after a crash"
-        )))
+        // A channel name: find its ID in the channel list.
+        let name = t.trim_start_matches('#');
+        match self.find_channel_by_name(name).await {
+            Ok(Some(id)) => {
+                self.channels.put(t, id.clone());
+                Ok(id)
+            }
+            Ok(None) => Err(ChatError::permanent(format!("Slack channel {t} does not exist or the app cannot see it"))),
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => Err(ChatError::permanent(format!(
+                "cannot look for earlier messages in Slack channel {t}: finding its ID needs the channels:read and \
+                 groups:read scopes, or use the channel ID (C…, from the channel details) in role_to_recipients ({e})"
+            ))),
+        }
+    }
+
+    /// The ID of the public or private channel called `name`.
+    async fn find_channel_by_name(&self, name: &str) -> Result<Option<String>, ChatError> {
+        let mut cursor = String::new();
+        for _ in 0..MAX_PAGES {
+            let mut args = json!({"types": "public_channel,private_channel", "exclude_archived": true, "limit": 1000});
+            if !cursor.is_empty() {
+                args["cursor"] = json!(cursor);
+            }
+            let v = self.call("conversations.list", args, name, Idempotency::Safe).await?;
+            if let Some(c) = v["channels"].as_array().into_iter().flatten().find(|c| c["name"] == name) {
+                return Ok(c["id"].as_str().map(str::to_string));
+            }
+            cursor = v["response_metadata"]["next_cursor"].as_str().unwrap_or_default().to_string();
+            if cursor.is_empty() {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 
     async fn post_message(

@@ -645,6 +645,7 @@ fn method_fn(name: &str) -> Option<MethodFn> {
         "reactions.add" => reactions_add,
         "users.lookupByEmail" => users_lookup_by_email,
         "conversations.open" => conversations_open,
+        "conversations.list" => conversations_list,
         "conversations.history" => conversations_history,
         "conversations.replies" => conversations_replies,
         _ => return None,
@@ -988,6 +989,26 @@ fn opt_ts(args: &Args, key: &str) -> Result<Option<u64>, SlackError> {
             .map(Some)
             .ok_or_else(|| err("invalid_ts_oldest")),
     }
+}
+
+/// Public and private channels, paged by channel ID (`cursor` = last ID seen).
+fn conversations_list(st: &mut State_, args: &Args) -> MethodResult {
+    let limit = args.u64("limit").unwrap_or(100).clamp(1, 1000) as usize;
+    let after = args.str("cursor").filter(|c| !c.is_empty());
+    let mut channels: Vec<&Channel> = st
+        .channels
+        .values()
+        .filter(|c| matches!(c.kind, Kind::Channel))
+        .filter(|c| after.as_deref().is_none_or(|a| c.id.as_str() > a))
+        .collect();
+    channels.sort_by(|a, b| a.id.cmp(&b.id));
+    let page: Vec<Value> = channels
+        .iter()
+        .take(limit)
+        .map(|c| json!({"id": c.id, "name": c.name, "is_channel": true, "is_member": c.is_member, "is_archived": false}))
+        .collect();
+    let next = if channels.len() > limit { channels[limit - 1].id.clone() } else { String::new() };
+    Ok(json!({"channels": page, "response_metadata": {"next_cursor": next}}))
 }
 
 fn conversations_history(st: &mut State_, args: &Args) -> MethodResult {
