@@ -300,6 +300,9 @@ async fn rotation_switches_make_before_break_without_losing_events() {
     assert_eq!(c.connection().identity.fingerprint, second.fingerprint);
     assert_eq!(stats.rotations.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(stats.reconnects.load(std::sync::atomic::Ordering::Relaxed), 0, "no gap: the old stream was never lost");
+    // The new stream authenticated with the new certificate.
+    assert_eq!(sim.watch_inits().last().map(|(_, fp)| fp.clone()), Some(second.fingerprint.clone()));
+    assert_eq!(sim.watch_inits().first().map(|(_, fp)| fp.clone()), Some(first.fingerprint.clone()));
     // The old stream was closed once the new one was live.
     assert!(sim.wait_until(Duration::from_secs(5), |s| s.active_watchers() == 1).await);
     stop.cancel();

@@ -20,7 +20,7 @@ use super::publish::IdentityPublisher;
 use super::source::IdentityFiles;
 
 /// Writers touch several files in a row; wait for them to finish.
-const SETTLE: Duration = Duration::from_millis(100);
+const SETTLE: Duration = Duration::from_millis(25);
 
 /// Re-reads `files` whenever their directory changes (and at least every
 /// `interval`) and offers changed content to `publisher`.

@@ -93,6 +93,10 @@ struct Inner {
     /// Cancelled to drop every open connection.
     connections: Mutex<CancellationToken>,
     watchers: std::sync::atomic::AtomicUsize,
+    /// When each created request's first Put event was emitted.
+    emitted: Mutex<HashMap<String, Instant>>,
+    /// When each watch stream sent INIT, and to which client certificate.
+    inits: Mutex<Vec<(Instant, String)>>,
 }
 
 /// Handle to a running simulator. Cheap to clone; the server stops when
@@ -117,6 +121,8 @@ impl TeleportSim {
             streams: Mutex::new(CancellationToken::new()),
             connections: Mutex::new(CancellationToken::new()),
             watchers: Default::default(),
+            emitted: Mutex::default(),
+            inits: Mutex::default(),
             cfg,
         });
         let listener = TcpListener::bind(inner.cfg.bind).await?;
@@ -173,7 +179,18 @@ impl TeleportSim {
         req.created.get_or_insert(now);
         req.expires.get_or_insert(now + Duration::from_secs(3600));
         self.inner.put_request(req.clone());
+        self.inner.emitted.lock().expect("poisoned").insert(req.id.clone(), Instant::now());
         req
+    }
+
+    /// When the Put event of a request created here was emitted.
+    pub fn emitted_at(&self, id: &str) -> Option<Instant> {
+        self.inner.emitted.lock().expect("poisoned").get(id).copied()
+    }
+
+    /// Every watch INIT sent so far: when, and to which client certificate.
+    pub fn watch_inits(&self) -> Vec<(Instant, String)> {
+        self.inner.inits.lock().expect("poisoned").clone()
     }
 
     /// Shorthand: a pending request for `roles` by `user` with a reason.
@@ -441,6 +458,7 @@ impl auth_srv::AuthService for Service {
 
     async fn watch_events(&self, req: Request<proto::Watch>) -> Result<Response<EventStream>, Status> {
         self.0.enter("WatchEvents").await?;
+        let peer = req.extensions().get::<PeerIdentity>().map(|p| p.0.clone()).unwrap_or_default();
         let watch = req.into_inner();
         let rejected = self.0.faults.lock().expect("poisoned").rejected_kinds.clone();
         let mut accepted = Vec::new();
@@ -477,6 +495,7 @@ impl auth_srv::AuthService for Service {
             if tx.send(Ok(init)).await.is_err() {
                 return;
             }
+            inner.inits.lock().expect("poisoned").push((Instant::now(), peer));
             loop {
                 let ev = tokio::select! {
                     _ = stop.cancelled() => {
@@ -771,9 +790,24 @@ impl SimIo {
     }
 }
 
+/// The client certificate a connection authenticated with, as the short
+/// SHA-256 fingerprint `Identity::fingerprint` uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity(pub String);
+
 impl Connected for SimIo {
-    type ConnectInfo = ();
-    fn connect_info(&self) {}
+    type ConnectInfo = PeerIdentity;
+    fn connect_info(&self) -> PeerIdentity {
+        let fp = self
+            .tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| hex::encode(&ring::digest::digest(&ring::digest::SHA256, c).as_ref()[..8]))
+            .unwrap_or_default();
+        PeerIdentity(fp)
+    }
 }
 
 impl AsyncRead for SimIo {

@@ -188,7 +188,7 @@ impl SimCore {
             next_seq: AtomicU64::new(1),
             calls: Mutex::new(Vec::new()),
             version: watch::Sender::new(0),
-            events: broadcast::Sender::new(1024),
+            events: broadcast::Sender::new(65_536),
             faults: Mutex::new(FaultState::default()),
         })
     }

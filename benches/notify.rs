@@ -1,0 +1,332 @@
+//! Benchmarks of the real `teleport-plugin` binary against the Teleport and
+//! Slack simulators on loopback, with the floor measured in the same run.
+//!
+//!     cargo bench --bench notify                  # full run (report below)
+//!     BENCH_SCALE=0.1 cargo bench --bench notify  # a quick, smaller run
+//!
+//! Prints every figure BENCHMARKS.md lists and writes them as JSON to
+//! `target/bench-report.json`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use teleport_plugin::identity::parse_identity_file;
+use teleport_plugin::sim::chat::{ChatSim, SimChannel, SlackSim, SlackSimConfig};
+use teleport_plugin::sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin::teleport::{ChannelOptions, DirectDialer, Feed, TeleportClient, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_teleport-plugin");
+const CHANNEL: &str = "C0BENCH001";
+const TOKEN: &str = "xoxb-sim-token";
+
+fn scale() -> f64 {
+    std::env::var("BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0)
+}
+
+/// Percentile of sorted durations, in milliseconds.
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn summary(mut v: Vec<Duration>) -> serde_json::Value {
+    v.sort();
+    json!({"n": v.len(), "p50_ms": pct(&v, 0.50), "p99_ms": pct(&v, 0.99), "max_ms": pct(&v, 1.0)})
+}
+
+/// Resident set size of `pid`, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// User + system CPU time of `pid`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at ")".
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let hz = clock_ticks();
+    Duration::from_secs_f64(ticks as f64 / hz)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Cards posted per request id (from the metadata the plugin attaches).
+fn cards(slack: &SlackSim) -> HashMap<String, (usize, Instant)> {
+    let mut out: HashMap<String, (usize, Instant)> = HashMap::new();
+    let received: HashMap<String, Instant> = slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.endpoint == "chat.postMessage" && c.status == 200)
+        .filter_map(|c| Some((c.response["ts"].as_str()?.to_string(), c.received_at)))
+        .collect();
+    for m in slack.messages_in(CHANNEL) {
+        let Some(id) = m.metadata.as_ref().and_then(|md| md["event_payload"]["request_id"].as_str().map(String::from)) else {
+            continue;
+        };
+        let at = received.get(&m.ts).copied().unwrap_or_else(Instant::now);
+        let e = out.entry(id).or_insert((0, at));
+        e.0 += 1;
+        e.1 = e.1.min(at);
+    }
+    out
+}
+
+/// Counts successful posts as the chat simulator records them, so waiting
+/// costs the harness (which shares the machine with the plugin) nothing.
+fn post_counter(slack: &SlackSim) -> Arc<std::sync::atomic::AtomicUsize> {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut rx = slack.subscribe();
+    let c = count.clone();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(call) if call.endpoint == "chat.postMessage" && call.status == 200 => {
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    count
+}
+
+async fn wait_count(count: &std::sync::atomic::AtomicUsize, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while count.load(std::sync::atomic::Ordering::Relaxed) < n {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+async fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    f()
+}
+
+/// The floor: one watch event delivered over gRPC, then one HTTP POST to the
+/// chat, with nothing between them.
+async fn floor(samples: usize) -> serde_json::Value {
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    let slack = SlackSim::start(SlackSimConfig::default().with_channel(SimChannel::new(CHANNEL, "bench"))).await;
+    let id = Arc::new(parse_identity_file(sim.issue_identity("floor", Duration::from_secs(600)).unwrap().identity_file.as_bytes()).unwrap());
+    let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
+    let (client, _) = TeleportClient::connect(dialer, id, ChannelOptions::default()).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let stop = CancellationToken::new();
+    tokio::spawn(Watcher::new(Arc::new(client), tx).run(stop.clone()));
+    while let Some(f) = rx.recv().await {
+        if matches!(f, Feed::CaughtUp { .. }) {
+            break;
+        }
+    }
+    let http = reqwest::Client::new();
+    let url = format!("{}chat.postMessage", slack.base_url());
+    let mut lat = Vec::new();
+    for i in 0..samples {
+        let req = sim.request(&format!("u{i}"), &["r"], "");
+        loop {
+            if let Some(Feed::Put(r)) = rx.recv().await
+                && r.id == req.id
+            {
+                break;
+            }
+        }
+        http.post(&url)
+            .bearer_auth(TOKEN)
+            .json(&json!({"channel": CHANNEL, "text": req.id}))
+            .send()
+            .await
+            .unwrap();
+        let received = slack.calls().last().unwrap().received_at;
+        lat.push(received - sim.emitted_at(&req.id).unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    summary(lat)
+}
+
+struct Plugin {
+    child: Child,
+    ready_after: Duration,
+}
+
+fn start_plugin(config: &str) -> Plugin {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["start", "--config", config])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let ready_after = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("Plugin is ready") => break started.elapsed(),
+            Some(Ok(_)) => {}
+            _ => panic!("the plugin exited before it was ready"),
+        }
+    };
+    // Keep draining stderr so the plugin never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Plugin { child, ready_after }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let s = scale();
+    let steady_secs = (10.0 * s).max(1.0);
+    let burst = ((10_000.0 * s) as usize).max(100);
+    println!("machine: {}", machine());
+
+    let floor = floor((500.0 * s).max(50.0) as usize).await;
+    println!("floor (gRPC event + HTTP POST): {floor}");
+
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    let slack = SlackSim::start(SlackSimConfig::default().with_channel(SimChannel::new(CHANNEL, "bench"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity");
+    std::fs::write(&identity, sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file).unwrap();
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[teleport]\naddr = \"{}\"\nidentity = \"{}\"\nrefresh_identity = true\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n\n[http]\nlisten = \"\"\n\n[plugin]\nconcurrency = 64\n[log]\nseverity = \"info\"\n",
+            sim.addr(),
+            identity.display(),
+            slack.base_url()
+        ),
+    )
+    .unwrap();
+
+    let posts = post_counter(&slack);
+    let mut plugin = start_plugin(config.to_str().unwrap());
+    let pid = plugin.child.id();
+    println!("start → ready: {:.1} ms", plugin.ready_after.as_secs_f64() * 1e3);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_mib(pid);
+    println!("RSS idle: {rss_idle:.1} MiB");
+
+    // Steady 200 requests/s.
+    let n = (200.0 * steady_secs) as usize;
+    let mut ids = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let due = t0 + Duration::from_micros(5_000 * i as u64);
+        tokio::time::sleep_until(due.into()).await;
+        ids.push(sim.request(&format!("steady{i}@example.com"), &["editor"], "steady").id);
+    }
+    assert!(wait_count(&posts, n, Duration::from_secs(120)).await, "steady: all posted");
+    let c = cards(&slack);
+    let overhead: Vec<Duration> = ids.iter().map(|id| c[id].1 - sim.emitted_at(id).unwrap()).collect();
+    let steady = summary(overhead);
+    println!("overhead at 200/s: {steady}");
+
+    // Burst.
+    let cpu0 = cpu_time(pid);
+    let t0 = Instant::now();
+    let burst_ids: Vec<String> = (0..burst).map(|i| sim.request(&format!("burst{i}@example.com"), &["editor"], "burst").id).collect();
+    let created = t0.elapsed();
+    let drained = wait_count(&posts, n + burst, Duration::from_secs(600)).await;
+    let drain = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu = cpu_time(pid) - cpu0;
+    let c = cards(&slack);
+    let posted = burst_ids.iter().filter(|id| c.contains_key(*id)).count();
+    let duplicated = burst_ids.iter().filter(|id| c.get(*id).is_some_and(|(n, _)| *n > 1)).count();
+    let rss_tracked = rss_mib(pid);
+    println!(
+        "burst of {burst}: created in {:.0} ms, drained in {:.0} ms, posted {posted} (duplicated {duplicated}), CPU {:.0} µs per notification, RSS {rss_tracked:.1} MiB",
+        created.as_secs_f64() * 1e3,
+        drain.as_secs_f64() * 1e3,
+        cpu.as_secs_f64() * 1e6 / burst as f64
+    );
+    assert!(drained && posted == burst && duplicated == 0, "burst delivered exactly once");
+
+    // Identity rotation → new stream ready.
+    let next = sim.issue_identity("access-plugin", Duration::from_secs(7200)).unwrap().identity_file;
+    let next_fp = parse_identity_file(next.as_bytes()).unwrap().fingerprint;
+    let t0 = Instant::now();
+    std::fs::write(&identity, next).unwrap();
+    assert!(wait(Duration::from_secs(30), || sim.watch_inits().iter().any(|(_, fp)| *fp == next_fp)).await, "rotated stream");
+    let rotation = sim.watch_inits().iter().find(|(_, fp)| *fp == next_fp).unwrap().0 - t0;
+    println!("rotation → new stream ready: {:.1} ms", rotation.as_secs_f64() * 1e3);
+
+    let _ = plugin.child.kill();
+    let _ = plugin.child.wait();
+
+    let p99 = steady["p99_ms"].as_f64().unwrap_or(f64::NAN);
+    let floor_p99 = floor["p99_ms"].as_f64().unwrap_or(f64::NAN);
+    let report = json!({
+        "machine": machine(),
+        "scale": s,
+        "floor": floor,
+        "overhead_200_per_s": steady,
+        "overhead_p99_over_floor_p99": p99 / floor_p99,
+        "burst": {
+            "requests": burst, "posted": posted, "duplicated": duplicated,
+            "drain_ms": drain.as_secs_f64() * 1e3,
+            "cpu_us_per_notification": cpu.as_secs_f64() * 1e6 / burst as f64,
+        },
+        "rss_mib": {"idle": rss_idle, "tracked": rss_tracked},
+        "start_to_ready_ms": plugin.ready_after.as_secs_f64() * 1e3,
+        "rotation_to_ready_ms": rotation.as_secs_f64() * 1e3,
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report.json");
+    let _ = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap());
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}
