@@ -23,7 +23,7 @@ use crate::engine::worker::{Worker, WorkerConfig};
 use crate::identity::publish::{IdentityPublisher, IdentityStatus};
 use crate::metrics::Metrics;
 use crate::teleport::watch::WatchStats;
-use crate::teleport::{ChannelOptions, ClusterInfo, Dialer, DirectDialer, Feed, PluginDataStore, StreamState, TeleportClient, Watcher};
+use crate::teleport::{ChannelOptions, ClusterInfo, Dialer, Feed, PluginDataStore, StreamState, TeleportClient, Watcher};
 
 /// A running plugin.
 pub struct Running {
@@ -51,7 +51,8 @@ pub struct Extras {
     pub identity: Option<Arc<IdentityPublisher>>,
     /// Routes from `AccessRequestRoute` resources.
     pub routes: Option<Arc<dyn ExtraRoutes>>,
-    /// How to reach Auth, instead of a direct connection to `teleport.addr`.
+    /// How to reach Auth, instead of the path chosen from `teleport.addr`
+    /// and `teleport.connection`.
     pub dialer: Option<Arc<dyn Dialer>>,
 }
 
@@ -91,7 +92,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     };
     let dialer: Arc<dyn Dialer> = match extras.dialer {
         Some(d) => d,
-        None => Arc::new(DirectDialer { addr: cfg.teleport.addr.clone() }),
+        None => crate::teleport::route::dialer_for(&cfg.teleport).await?,
     };
     let identity = publisher.current();
     info!(user = %identity.username, fingerprint = %identity.fingerprint,

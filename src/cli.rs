@@ -248,7 +248,9 @@ async fn check_online(cfg: &Config) -> Result<(), ()> {
             id.fingerprint
         ),
     );
-    let dialer = Arc::new(crate::teleport::DirectDialer { addr: cfg.teleport.addr.clone() });
+    let dialer = crate::teleport::route::dialer_for(&cfg.teleport)
+        .await
+        .map_err(|e| line(false, "teleport", e))?;
     let (client, info) = crate::teleport::TeleportClient::connect(dialer, id, Default::default())
         .await
         .map_err(|e| line(false, "teleport", e))?;

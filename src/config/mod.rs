@@ -41,6 +41,9 @@ pub struct TeleportConfig {
     pub identity: IdentitySource,
     /// How to reach Auth (direct, or through a Proxy).
     pub connection: ConnectionMode,
+    /// PEM file of extra CAs trusted for the Proxy's web certificate (a
+    /// private CA, or a TLS-inspecting corporate proxy), besides the system's.
+    pub web_ca: Option<PathBuf>,
 }
 
 /// Where the identity comes from.
@@ -62,7 +65,9 @@ pub enum ConnectionMode {
     Auto,
     /// Straight to Auth (`auth:3025`).
     Direct,
-    /// Through a Proxy with TLS routing (`teleport.example.com:443`).
+    /// Through a Proxy with TLS routing (`teleport.example.com:443`),
+    /// tunnelled through the WebSocket connection upgrade when an L7 load
+    /// balancer is in front.
     Proxy,
 }
 

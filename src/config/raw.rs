@@ -62,6 +62,7 @@ pub struct RawTeleport {
     pub root_cas: Option<String>,
     pub identity_secret: Option<RawSecretRef>,
     pub connection: Option<String>,
+    pub web_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,7 +286,7 @@ impl RawConfig {
         if self.review.is_some() {
             chk.warn("[review] (approve/deny buttons in Slack) is not supported and is ignored; reviewers use the link or `tsh request review`");
         }
-        let teleport = self.teleport_config(&mut chk);
+        let teleport = self.teleport_config(read_files, &mut chk);
         let crd_routing = self.routing.crd.unwrap_or(false);
         let chats = self.chat_configs(crd_routing, read_files, &mut chk);
         let log = self.log_config(&mut chk);
@@ -311,7 +312,7 @@ impl RawConfig {
         }
     }
 
-    fn teleport_config(&self, chk: &mut Check) -> TeleportConfig {
+    fn teleport_config(&self, read_files: bool, chk: &mut Check) -> TeleportConfig {
         let t = &self.teleport;
         let addr_value = match (non_empty(&t.addr), non_empty(&t.auth_server)) {
             (Some(a), Some(_)) => {
@@ -383,7 +384,14 @@ impl RawConfig {
                 ConnectionMode::Auto
             }
         };
-        TeleportConfig { addr, identity, connection }
+        let web_ca = non_empty(&t.web_ca).map(PathBuf::from);
+        if let Some(path) = &web_ca
+            && read_files
+            && let Err(e) = crate::teleport::route::load_cas(path)
+        {
+            chk.problem(format!("teleport.web_ca: {e}"));
+        }
+        TeleportConfig { addr, identity, connection, web_ca }
     }
 
     fn chat_configs(&self, crd_routing: bool, read_files: bool, chk: &mut Check) -> Vec<ChatConfig> {

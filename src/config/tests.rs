@@ -226,3 +226,27 @@ fn offline_validation_does_not_read_token_files() {
     assert_eq!(*token, Token::File("/var/lib/teleport/plugins/slack/slack-token".into()));
     assert!(Config::parse(&text, Format::Toml, "t").is_err());
 }
+
+#[test]
+fn web_ca_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |path: &std::path::Path| MINIMAL_SLACK.replace("[slack]", &format!("web_ca = \"{}\"\n[slack]", path.display()));
+
+    let missing = dir.path().join("missing.pem");
+    let msg = problems(&with(&missing));
+    assert!(msg.contains("teleport.web_ca: cannot read"), "{msg}");
+    // Offline checks read no files.
+    let offline = Config::parse_with(&with(&missing), Format::Toml, "test.toml", false).unwrap();
+    assert_eq!(offline.teleport.web_ca, Some(missing.clone()));
+
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    assert!(problems(&with(&garbage)).contains("holds no PEM certificate"));
+
+    let good = dir.path().join("ca.pem");
+    let ca = crate::sim::pki::ClusterPki::new("web.example.com").unwrap();
+    std::fs::write(&good, ca.host_ca_pem()).unwrap();
+    let cfg = toml(&with(&good)).unwrap();
+    assert_eq!(cfg.teleport.web_ca, Some(good));
+    assert_eq!(toml(MINIMAL_SLACK).unwrap().teleport.web_ca, None);
+}

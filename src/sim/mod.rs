@@ -4,4 +4,5 @@
 pub mod chat;
 pub mod kube;
 pub mod pki;
+pub mod proxy;
 pub mod teleport;

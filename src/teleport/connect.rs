@@ -1,7 +1,7 @@
 //! Building gRPC channels to Teleport Auth.
 //!
 //! A [`Dialer`] produces the raw byte stream to Auth for one connection path
-//! (direct TCP today; the Proxy paths plug in here). The TLS session with Auth
+//! (direct TCP here; the Proxy paths are in [`super::route`]). The TLS session with Auth
 //! (client certificate, server verified against the identity's CAs) always
 //! runs over that stream, so the identity is never trusted to anything but
 //! the cluster's own CA.
@@ -36,6 +36,12 @@ pub trait Dialer: Send + Sync + 'static {
     }
     /// Human-readable path, for logs and `check` (e.g. "direct to auth:3025").
     fn describe(&self) -> String;
+    /// Explains a failed Auth TLS handshake in this path's terms when the
+    /// generic explanation would miss the cause (e.g. a Proxy that closes the
+    /// connection has no such cluster).
+    fn explain_handshake(&self, _err: &io::Error) -> Option<String> {
+        None
+    }
 }
 
 /// Plain TCP to an Auth server (`auth.example.com:3025`).
@@ -94,7 +100,8 @@ pub async fn open_channel(
         async move {
             let stream = dialer.dial().await?;
             let tls = connector.connect(tls::auth_server_name(), stream).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("{} ({})", tls::explain_handshake_error(&e), dialer.describe()))
+                let why = dialer.explain_handshake(&e).unwrap_or_else(|| tls::explain_handshake_error(&e));
+                io::Error::new(e.kind(), format!("{why} ({})", dialer.describe()))
             })?;
             Ok::<_, io::Error>(TokioIo::new(tls))
         }
