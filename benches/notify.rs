@@ -245,7 +245,7 @@ async fn run() {
     std::fs::write(
         &config,
         format!(
-            "[teleport]\naddr = \"{}\"\nidentity = \"{}\"\nrefresh_identity = true\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n\n[http]\nlisten = \"\"\n\n[plugin]\nconcurrency = 64\n[log]\nseverity = \"info\"\n",
+            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\nrefresh_identity = true\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n\n[http]\nlisten = \"\"\n\n[plugin]\nconcurrency = 64\n[log]\nseverity = \"info\"\n",
             sim.addr(),
             identity.display(),
             slack.base_url()
