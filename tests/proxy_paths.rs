@@ -217,7 +217,7 @@ async fn rotate_through(front_kind: Front) {
 
     let mut got = HashSet::new();
     collect_until(&mut rx, |f| {
-        if let Feed::Put(r) = f {
+        if let Feed::Put(r) | Feed::Listed(r) = f {
             got.insert(r.id.clone());
         }
         got.is_superset(&expected)

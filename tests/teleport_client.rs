@@ -141,7 +141,7 @@ async fn stream_drop_mid_burst_reconnects_and_catches_up_on_the_gap() {
     }
     let mut got = HashSet::new();
     collect_until(&mut rx, |f| {
-        if let Feed::Put(r) = f {
+        if let Feed::Put(r) | Feed::Listed(r) = f {
             got.insert(r.id.clone());
         }
         got.is_superset(&expected)
@@ -287,7 +287,7 @@ async fn rotation_switches_make_before_break_without_losing_events() {
 
     let mut got = HashSet::new();
     collect_until(&mut rx, |f| {
-        if let Feed::Put(r) = f {
+        if let Feed::Put(r) | Feed::Listed(r) = f {
             got.insert(r.id.clone());
         }
         got.is_superset(&expected)

@@ -76,13 +76,13 @@ impl Pipeline {
         let mut tombstones: VecDeque<(Instant, String)> = VecDeque::new();
         loop {
             while !draining && running < self.concurrency {
-                let Some((snap, attempts)) = sched.pop() else { break };
+                let Some(job) = sched.pop() else { break };
                 running += 1;
                 let worker = self.worker.clone();
                 let done = done_tx.clone();
                 tokio::spawn(async move {
-                    let id = snap.id().to_string();
-                    let outcome = worker.process(snap, attempts).await;
+                    let id = job.snapshot.id().to_string();
+                    let outcome = worker.process(job.snapshot, job.attempts, job.fresh).await;
                     let _ = done.send((id, outcome));
                 });
             }
@@ -143,15 +143,15 @@ impl Pipeline {
             }
             Feed::Put(r) => {
                 self.metrics.events.get_or_create(&KindLabel { kind: "access_request".into() }).inc();
-                let id = r.id.clone();
-                self.worker.seen(&id);
-                if sched.offer(Snapshot::Live(r)) == Offer::Stale {
-                    debug!(chat, id = %id, "ignoring an older snapshot of the request");
-                }
+                // A new request straight from the stream: nobody can have
+                // posted it yet, so the worker may skip reading plugin data.
+                let fresh = r.state == crate::model::RequestState::Pending && r.reviews.is_empty();
+                self.offer(sched, r, fresh);
             }
+            Feed::Listed(r) => self.offer(sched, r, false),
             Feed::Deleted(id) => {
                 self.metrics.events.get_or_create(&KindLabel { kind: "access_request_delete".into() }).inc();
-                sched.offer(Snapshot::Deleted(id.clone()));
+                sched.offer(Snapshot::Deleted(id.clone()), false);
                 tombstones.push_back((Instant::now(), id));
             }
             Feed::RulePut(rule) => {
@@ -163,6 +163,14 @@ impl Pipeline {
                 self.router.delete_rule(&name);
             }
             Feed::CaughtUp { listed } => debug!(chat, listed, "catch-up listing fed"),
+        }
+    }
+
+    fn offer(&self, sched: &mut Scheduler, r: crate::model::AccessRequest, fresh: bool) {
+        let id = r.id.clone();
+        self.worker.seen(&id);
+        if sched.offer(Snapshot::Live(r), fresh) == Offer::Stale {
+            debug!(chat = self.worker.name(), id = %id, "ignoring an older snapshot of the request");
         }
     }
 

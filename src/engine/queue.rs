@@ -54,6 +54,8 @@ struct Entry {
     /// Phase and version handed to the running worker.
     running: Option<(Phase, u64)>,
     attempts: u32,
+    /// First heard of from a live creation event: no plugin data can exist yet.
+    fresh: bool,
 }
 
 impl Entry {
@@ -94,6 +96,17 @@ pub enum Offer {
     Stale,
     /// Exactly what was already handled to completion.
     Settled,
+}
+
+/// Work handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub snapshot: Snapshot,
+    /// Earlier failed attempts at this phase.
+    pub attempts: u32,
+    /// The request was never seen before and came from a creation event, so
+    /// the worker can skip reading plugin data.
+    pub fresh: bool,
 }
 
 /// How a worker's attempt ended.
@@ -144,9 +157,11 @@ impl Scheduler {
         self.seen.len()
     }
 
-    pub fn offer(&mut self, snap: Snapshot) -> Offer {
+    /// Queues a snapshot. `fresh`: it comes from a live creation event.
+    pub fn offer(&mut self, snap: Snapshot, fresh: bool) -> Offer {
         let id = snap.id().to_string();
         let progress = progress_of(&snap);
+        let first_sight = !self.seen.contains_key(&id);
         if let Some(seen) = self.seen.get(&id) {
             if progress < seen.progress {
                 return Offer::Stale;
@@ -160,7 +175,7 @@ impl Scheduler {
         let version = self.next_version;
         let entry = self.entries.entry(id.clone()).or_insert_with(|| {
             self.ready.push_back(id.clone());
-            Entry::default()
+            Entry { fresh: fresh && first_sight, ..Entry::default() }
         });
         match snap {
             Snapshot::Live(r) if r.state.is_resolved() => entry.resolved = Some((r, version)),
@@ -179,7 +194,7 @@ impl Scheduler {
     }
 
     /// Hands out the next request to work on, marking it running.
-    pub fn pop(&mut self) -> Option<(Snapshot, u32)> {
+    pub fn pop(&mut self) -> Option<Job> {
         while let Some(id) = self.ready.pop_front() {
             let Some(entry) = self.entries.get_mut(&id) else { continue };
             if !matches!(entry.state, State::Queued) || entry.running.is_some() {
@@ -197,7 +212,8 @@ impl Scheduler {
             };
             entry.state = State::Running;
             entry.running = Some((phase, version));
-            return Some((snap, entry.attempts));
+            let fresh = std::mem::take(&mut entry.fresh);
+            return Some(Job { snapshot: snap, attempts: entry.attempts, fresh });
         }
         None
     }
@@ -309,15 +325,15 @@ mod tests {
     #[test]
     fn phases_run_in_order_and_collapse_within_a_phase() {
         let mut s = Scheduler::new();
-        s.offer(live("a", RequestState::Pending, 0));
-        s.offer(live("a", RequestState::Pending, 1));
-        s.offer(live("a", RequestState::Approved, 1));
-        let (snap, _) = s.pop().unwrap();
+        s.offer(live("a", RequestState::Pending, 0), false);
+        s.offer(live("a", RequestState::Pending, 1), false);
+        s.offer(live("a", RequestState::Approved, 1), false);
+        let snap = s.pop().unwrap().snapshot;
         assert_eq!(reviews(&snap), 1, "newest pending snapshot");
         assert!(matches!(&snap, Snapshot::Live(r) if r.state == RequestState::Pending));
         assert!(s.pop().is_none(), "one worker per request");
         s.complete("a", Outcome::Done);
-        let (snap, _) = s.pop().unwrap();
+        let snap = s.pop().unwrap().snapshot;
         assert!(matches!(&snap, Snapshot::Live(r) if r.state == RequestState::Approved));
         s.complete("a", Outcome::Done);
         assert_eq!(s.active(), 0);
@@ -326,36 +342,36 @@ mod tests {
     #[test]
     fn stale_and_settled_snapshots_are_dropped() {
         let mut s = Scheduler::new();
-        s.offer(live("a", RequestState::Approved, 2));
+        s.offer(live("a", RequestState::Approved, 2), false);
         s.pop().unwrap();
         s.complete("a", Outcome::Done);
-        assert_eq!(s.offer(live("a", RequestState::Pending, 5)), Offer::Stale);
-        assert_eq!(s.offer(live("a", RequestState::Approved, 2)), Offer::Settled);
-        assert_eq!(s.offer(live("a", RequestState::Approved, 3)), Offer::Queued);
-        assert_eq!(s.offer(Snapshot::Deleted("a".into())), Offer::Queued);
-        assert_eq!(s.offer(live("a", RequestState::Approved, 9)), Offer::Stale);
+        assert_eq!(s.offer(live("a", RequestState::Pending, 5), false), Offer::Stale);
+        assert_eq!(s.offer(live("a", RequestState::Approved, 2), false), Offer::Settled);
+        assert_eq!(s.offer(live("a", RequestState::Approved, 3), false), Offer::Queued);
+        assert_eq!(s.offer(Snapshot::Deleted("a".into()), false), Offer::Queued);
+        assert_eq!(s.offer(live("a", RequestState::Approved, 9), false), Offer::Stale);
     }
 
     #[test]
     fn a_newer_snapshot_during_work_is_handled_after_it() {
         let mut s = Scheduler::new();
-        s.offer(live("a", RequestState::Pending, 0));
+        s.offer(live("a", RequestState::Pending, 0), false);
         s.pop().unwrap();
-        s.offer(live("a", RequestState::Pending, 1));
+        s.offer(live("a", RequestState::Pending, 1), false);
         assert!(s.pop().is_none());
         s.complete("a", Outcome::Done);
-        let (snap, _) = s.pop().expect("newer snapshot runs next");
+        let snap = s.pop().expect("newer snapshot runs next").snapshot;
         assert_eq!(reviews(&snap), 1);
     }
 
     #[test]
     fn a_failed_pending_phase_is_dropped_once_the_request_resolved() {
         let mut s = Scheduler::new();
-        s.offer(live("a", RequestState::Pending, 0));
+        s.offer(live("a", RequestState::Pending, 0), false);
         s.pop().unwrap();
-        s.offer(live("a", RequestState::Denied, 0));
+        s.offer(live("a", RequestState::Denied, 0), false);
         s.complete("a", Outcome::Retry(Duration::from_secs(60)));
-        let (snap, attempts) = s.pop().expect("resolution runs at once");
+        let Job { snapshot: snap, attempts, .. } = s.pop().expect("resolution runs at once");
         assert!(matches!(&snap, Snapshot::Live(r) if r.state == RequestState::Denied));
         assert_eq!(attempts, 0);
     }
@@ -363,25 +379,39 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_wait_for_their_delay_unless_news_arrive() {
         let mut s = Scheduler::new();
-        s.offer(live("a", RequestState::Pending, 0));
+        s.offer(live("a", RequestState::Pending, 0), false);
         s.pop().unwrap();
         s.complete("a", Outcome::Retry(Duration::from_secs(5)));
         assert!(s.pop().is_none());
         assert_eq!(s.delayed(), vec!["a".to_string()]);
         tokio::time::timeout(Duration::from_secs(6), s.timers_fired()).await.expect("timer fires");
-        let (_, attempts) = s.pop().unwrap();
+        let attempts = s.pop().unwrap().attempts;
         assert_eq!(attempts, 1);
         s.complete("a", Outcome::Retry(Duration::from_secs(60)));
         // A new review arrives: retried at once, attempts reset.
-        s.offer(live("a", RequestState::Pending, 1));
-        let (snap, attempts) = s.pop().unwrap();
+        s.offer(live("a", RequestState::Pending, 1), false);
+        let Job { snapshot: snap, attempts, .. } = s.pop().unwrap();
         assert_eq!((reviews(&snap), attempts), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn only_the_first_sight_of_a_created_request_is_fresh() {
+        let mut s = Scheduler::new();
+        s.offer(live("a", RequestState::Pending, 0), true);
+        assert!(s.pop().unwrap().fresh);
+        s.complete("a", Outcome::Retry(Duration::ZERO));
+        // A retry is no longer fresh: the first attempt may have written.
+        s.offer(live("a", RequestState::Pending, 0), true);
+        assert!(!s.pop().unwrap().fresh);
+        // A request first listed by the catch-up is never fresh.
+        s.offer(live("b", RequestState::Pending, 0), false);
+        assert!(!s.pop().unwrap().fresh);
     }
 
     #[test]
     fn deleted_requests_can_be_forgotten() {
         let mut s = Scheduler::new();
-        s.offer(Snapshot::Deleted("a".into()));
+        s.offer(Snapshot::Deleted("a".into()), false);
         s.pop().unwrap();
         s.complete("a", Outcome::Done);
         assert_eq!(s.tracked(), 1);

@@ -122,22 +122,29 @@ impl Worker {
         self.unrouted.lock().expect("poisoned").remove(id);
     }
 
-    /// Works on one request until it is done or must wait.
-    pub async fn process(&self, snap: Snapshot, attempts: u32) -> Outcome {
+    /// Works on one request until it is done or must wait. `fresh`: the
+    /// request was just created, so no plugin data can exist for it yet.
+    pub async fn process(&self, snap: Snapshot, attempts: u32, fresh: bool) -> Outcome {
         let span = info_span!("request", id = %snap.id(), chat = self.chat.name());
-        self.run(snap, attempts).instrument(span).await
+        self.run(snap, attempts, fresh).instrument(span).await
     }
 
-    async fn run(&self, snap: Snapshot, attempts: u32) -> Outcome {
+    async fn run(&self, snap: Snapshot, attempts: u32, fresh: bool) -> Outcome {
         let id = snap.id().to_string();
         if let Snapshot::Live(r) = &snap
             && !r.reviews.is_empty()
         {
             self.reviews.lock().expect("poisoned").insert(id.clone(), r.reviews.clone());
         }
-        let mut raw = match self.store.load_raw(&id).await {
-            Ok(r) => r,
-            Err(e) => return self.store_failed(e, attempts),
+        // For a fresh request the claim's create-if-absent write is the read:
+        // if a record exists after all, the write fails and we read it then.
+        let mut raw = if fresh {
+            None
+        } else {
+            match self.store.load_raw(&id).await {
+                Ok(r) => r,
+                Err(e) => return self.store_failed(e, attempts),
+            }
         };
         for _ in 0..MAX_STEPS {
             let rec = raw.as_ref().map(|m| Record::from_data(RequestData::decode(m)));

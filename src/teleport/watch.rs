@@ -41,8 +41,10 @@ pub enum Feed {
     /// A stream (re)started. `rules_watched` tells whether the server accepted
     /// the Access Monitoring Rule kind (consumers then load the rules).
     Ready { generation: u64, rules_watched: bool },
-    /// A request was created or changed (live, or found by the catch-up list).
+    /// A request was created or changed (live event).
     Put(AccessRequest),
+    /// A request found by the catch-up listing after a (re)connect.
+    Listed(AccessRequest),
     /// A request was deleted (expired or removed).
     Deleted(String),
     RulePut(MonitoringRule),
@@ -333,7 +335,7 @@ async fn catch_up(
                 let listed = requests.len();
                 debug!(listed, "catch-up listing done");
                 for r in requests {
-                    if out.send(Feed::Put(r)).await.is_err() {
+                    if out.send(Feed::Listed(r)).await.is_err() {
                         return;
                     }
                 }
