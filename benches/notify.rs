@@ -55,6 +55,26 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Where the resident memory of `pid` is, by mapping (largest first).
+fn print_rss_by_mapping(pid: u32) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by: HashMap<String, u64> = HashMap::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            current = fields.get(5).map(|s| s.to_string()).unwrap_or_else(|| "[anon]".into());
+        } else if fields.first() == Some(&"Rss:") {
+            *by.entry(current.clone()).or_default() += fields.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    let mut v: Vec<_> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    for (name, kb) in v.iter().take(12) {
+        println!("  {kb:>8} KiB  {name}");
+    }
+}
+
 /// User + system CPU time of `pid`.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -260,6 +280,9 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = rss_mib(pid);
     println!("RSS idle: {rss_idle:.1} MiB");
+    if std::env::var_os("BENCH_SMAPS").is_some() {
+        print_rss_by_mapping(pid);
+    }
 
     // Steady 200 requests/s.
     let n = (200.0 * steady_secs) as usize;
