@@ -123,7 +123,12 @@ impl List {
         if !out.is_empty() {
             let base = out.clone();
             for i in 0..(self.copies as usize % MAX_COPIES) {
-                out.push(b.take(format!("{}{i}", base[i % base.len()])));
+                let item = &base[i % base.len()];
+                // Checked first: formatting a megabyte to throw it away is slow.
+                if item.len() + 3 > b.0 {
+                    break;
+                }
+                out.push(b.take(format!("{item}{i}")));
             }
         }
         out
