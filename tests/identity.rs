@@ -124,3 +124,42 @@ fn expiry_with_live_ssh_but_dead_tls_says_which() {
     let msg = id.ensure_unexpired(now).unwrap_err().to_string();
     assert!(msg.contains("every credential in it"), "{msg}");
 }
+
+/// The identity file `i` with its SSH certificate line replaced by `line`.
+fn with_ssh_line(i: &IssuedIdentity, line: &str) -> String {
+    i.identity_file.lines().map(|l| if l.contains("-cert-v01@openssh.com") { line } else { l }).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_certificate_that_expired_before_1970_is_refused_clearly() {
+    use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ED25519};
+    let cert = |cn: &str, years: (i32, i32)| {
+        let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    };
+    let (leaf, key) = cert("access-plugin", (1960, 1965));
+    let (ca, _) = cert("example.com", (1960, 2100));
+    let id = parse_tls_triple(leaf.as_bytes(), key.as_bytes(), ca.as_bytes()).unwrap();
+    assert!(format!("{id:?}").contains("1965-01-01T00:00:00Z"), "{id:?}");
+    let msg = id.ensure_unexpired(SystemTime::now()).unwrap_err().to_string();
+    assert!(msg.contains("the identity expired at 1965-01-01T00:00:00Z") && msg.contains("Renew it"), "{msg}");
+}
+
+#[test]
+fn a_corrupt_ssh_certificate_is_described_without_quoting_it() {
+    // A certificate blob whose algorithm field holds text from the file.
+    let i = issued();
+    let key_line = i.key_pem.lines().nth(1).unwrap();
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&(key_line.len() as u32).to_be_bytes());
+    blob.extend_from_slice(key_line.as_bytes());
+    use base64::Engine;
+    let line = format!("ssh-ed25519-cert-v01@openssh.com {}", base64::engine::general_purpose::STANDARD.encode(&blob));
+    let msg = err(&with_ssh_line(&i, &line));
+    assert!(msg.contains("the SSH certificate on line") && msg.contains("malformed"), "{msg}");
+    assert!(!msg.contains(key_line), "the error quotes the file: {msg}");
+}

@@ -231,9 +231,18 @@ pub fn format_time(t: SystemTime) -> String {
     let fmt = time::macros::format_description!(
         "[day] [month repr:short] [year repr:last_two] [hour]:[minute] UTC"
     );
-    time::OffsetDateTime::from(t)
-        .format(&fmt)
-        .unwrap_or_else(|_| "an unknown time".into())
+    // `OffsetDateTime::from(SystemTime)` panics outside years ±9999, and a
+    // review carries whatever time Teleport sent.
+    let dt = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => time::Duration::try_from(d)
+            .ok()
+            .and_then(|d| time::OffsetDateTime::UNIX_EPOCH.checked_add(d)),
+        Err(e) => time::Duration::try_from(e.duration())
+            .ok()
+            .and_then(|d| time::OffsetDateTime::UNIX_EPOCH.checked_sub(d)),
+    };
+    dt.and_then(|dt| dt.format(&fmt).ok())
+        .unwrap_or_else(|| "an unknown time".into())
 }
 
 /// Joins rendered `head` lines and always-kept `tail` lines with `sep`,
@@ -409,6 +418,14 @@ mod tests {
         v.status = Status::Approved;
         let n = notice(&v, &Limits::default());
         assert_eq!(n[0][2], Part::Text(" is now ✅ APPROVED.".into()));
+    }
+
+    #[test]
+    fn times_outside_the_calendar_do_not_panic() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+        assert_eq!(format_time(far), "an unknown time");
+        let early = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400 * 365);
+        assert_eq!(format_time(early), "01 Jan 69 00:00 UTC");
     }
 
     #[test]

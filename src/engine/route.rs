@@ -18,6 +18,11 @@ use super::predicate::{Condition, RequestFacts};
 use crate::config::RoleRecipients;
 use crate::model::{AccessRequest, MonitoringRule};
 
+/// Suggested reviewers are notified only when they are emails, by the same
+/// test the chat clients use to tell an email from a channel name: a looser
+/// one here would send a non-email reviewer to a chat as a channel.
+pub use crate::chat::text::looks_like_email;
+
 /// Routes contributed by another source (the Kubernetes CRD): given a
 /// request, the recipients for one chat and whether it is silenced.
 pub trait ExtraRoutes: Send + Sync {
@@ -168,20 +173,6 @@ impl Recipients {
     }
 }
 
-/// A bare email address (`local@domain.tld`), as suggested reviewers must be
-/// to be notified.
-pub fn looks_like_email(s: &str) -> bool {
-    let mut parts = s.split('@');
-    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !s.chars().any(|c| c.is_whitespace() || matches!(c, '<' | '>' | ',' | '"' | '(' | ')' | ';' | ':'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +214,10 @@ mod tests {
     #[test]
     fn suggested_reviewers_are_added_when_they_are_emails() {
         let r = Router::new("slack", routes(&[("*", &["#all"])]));
-        let got = r.route(&req(&["x"], &["bob@example.com", "not an email", "carol", "#all", "a@b@c.com"]));
+        let got = r.route(&req(
+            &["x"],
+            &["bob@example.com", "not an email", "carol", "#all", "a@b@c.com", "eve@example.com/general", "eve\0@example.com"],
+        ));
         assert_eq!(got.recipients, vec!["#all", "bob@example.com"]);
     }
 

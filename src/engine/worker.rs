@@ -423,7 +423,7 @@ impl Worker {
             request_reason: req.request_reason.clone(),
             system_annotations: req.system_annotations.clone(),
             logins_by_role: logins,
-            max_duration: req.max_duration.map(|t| humantime::format_rfc3339_seconds(t).to_string()).unwrap_or_default(),
+            max_duration: req.max_duration.map(crate::teleport::convert::rfc3339).unwrap_or_default(),
             ..Default::default()
         };
         let progress = Progress {

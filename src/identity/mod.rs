@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::teleport::convert::rfc3339;
 pub use parse::{parse_identity_file, parse_tls_triple};
 
 /// A loaded, validated Teleport identity.
@@ -50,7 +51,7 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("username", &self.username)
-            .field("not_after", &humantime::format_rfc3339_seconds(self.not_after))
+            .field("not_after", &rfc3339(self.not_after))
             .field("fingerprint", &self.fingerprint)
             .field("cas", &self.cas.len())
             .field("ssh", &self.ssh)
@@ -129,7 +130,7 @@ pub enum IdentityError {
     SshCertificate { line: usize, reason: String },
     #[error(
         "the identity expired at {} ({} ago): {what} is past its expiry. Renew it: when tbot writes it, check that tbot is running and can reach the cluster; for a file made with `tctl auth sign`, sign a new one (`tctl auth sign --user=<plugin user> --format=file --out=<path> --ttl=<duration>`)",
-        humantime::format_rfc3339_seconds(*not_after),
+        rfc3339(*not_after),
         humantime::format_duration(Duration::from_secs(ago.as_secs()))
     )]
     Expired {

@@ -181,6 +181,21 @@ fn unix(secs: i64) -> SystemTime {
     }
 }
 
+/// Describes an SSH certificate error without echoing the data it was found
+/// in (ssh-key's messages can quote decoded bytes of the file).
+fn describe_ssh_error(e: &ssh_key::Error) -> &'static str {
+    use ssh_key::Error;
+    match e {
+        Error::AlgorithmUnknown | Error::AlgorithmUnsupported { .. } => "unknown or unsupported key algorithm",
+        Error::Encoding(_) | Error::FormatEncoding | Error::TrailingData { .. } => {
+            "its base64 body is corrupt or truncated"
+        }
+        Error::Time => "its validity period is invalid",
+        Error::Version { .. } => "unsupported certificate version",
+        _ => "unreadable certificate",
+    }
+}
+
 /// Finds the SSH certificate line and counts `@cert-authority` lines.
 fn ssh_parts(data: &[u8]) -> Result<(Option<SshCertInfo>, usize), IdentityError> {
     let text = String::from_utf8_lossy(data);
@@ -193,7 +208,7 @@ fn ssh_parts(data: &[u8]) -> Result<(Option<SshCertInfo>, usize), IdentityError>
             cas += 1;
         } else if cert.is_none() && first.ends_with("-cert-v01@openssh.com") {
             let parsed = ssh_key::Certificate::from_openssh(line)
-                .map_err(|e| IdentityError::SshCertificate { line: i + 1, reason: e.to_string() })?;
+                .map_err(|e| IdentityError::SshCertificate { line: i + 1, reason: describe_ssh_error(&e).into() })?;
             cert = Some(SshCertInfo {
                 algorithm: first.to_string(),
                 principals: parsed.valid_principals().to_vec(),

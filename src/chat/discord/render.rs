@@ -189,8 +189,9 @@ fn part(p: &Part) -> String {
             defuse_mentions(&code_safe(&t.replace(['\n', '\r'], " ")))
         ),
         Part::Block(t) => format!("\n```\n{}\n```", defuse_mentions(&code_safe(t))),
-        // Angle brackets keep Discord from unfurling a preview.
-        Part::Link(url) => format!("<{}>", url.replace(['<', '>', ' '], "")),
+        // Angle brackets keep Discord from unfurling a preview; `@` is
+        // percent-encoded (same URL) so no mention can hide in a link.
+        Part::Link(url) => format!("<{}>", url.replace(['<', '>', ' '], "").replace('@', "%40")),
     }
 }
 
@@ -286,6 +287,20 @@ mod tests {
             &m.content,
             &Content::RequesterNotice(&v).marker()
         ));
+    }
+
+    #[test]
+    fn links_carry_no_mention() {
+        let mut v = view();
+        v.link = Some("https://t.example.com/web/requests/@everyone".into());
+        let m = render(&Content::Card(&v));
+        assert!(
+            m.content
+                .contains("**Link**: <https://t.example.com/web/requests/%40everyone>"),
+            "{}",
+            m.content
+        );
+        assert_inert(&m.content);
     }
 
     #[test]

@@ -72,10 +72,13 @@ fn part(p: &Part) -> String {
         ),
         Part::Block(t) => format!("\n```\n{}\n```", defuse_mentions(&code_safe(t))),
         Part::Link(url) => {
+            // Percent-encoded (same URL): parentheses would end the link,
+            // and Mattermost reads `@channel` even inside a URL.
             let url = url
                 .replace('(', "%28")
                 .replace(')', "%29")
-                .replace(' ', "%20");
+                .replace(' ', "%20")
+                .replace('@', "%40");
             format!("[{}]({url})", escape_markdown(&url))
         }
     }
@@ -111,6 +114,18 @@ mod tests {
             }
         }
         assert!(!s.contains("```code```"));
+    }
+
+    #[test]
+    fn links_carry_no_mention() {
+        let mut v = view();
+        v.link = Some("https://t.example.com/web/requests/@channel".into());
+        let card = render(&Content::Card(&v));
+        assert!(
+            card.contains("(https://t.example.com/web/requests/%40channel)"),
+            "{card}"
+        );
+        assert_inert(&card);
     }
 
     #[test]
