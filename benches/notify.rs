@@ -69,7 +69,7 @@ fn print_rss_by_mapping(pid: u32) {
         }
     }
     let mut v: Vec<_> = by.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     for (name, kb) in v.iter().take(12) {
         println!("  {kb:>8} KiB  {name}");
     }
