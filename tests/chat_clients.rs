@@ -2,6 +2,9 @@
 //! round trips, rate limits, server errors, timeouts, hostile text and the
 //! error messages operators see.
 
+#[path = "support/render_limits.rs"]
+mod render_limits;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -93,16 +96,8 @@ fn kind(e: &ChatError) -> &ErrorKind {
 
 /// Every `@` is followed by the zero-width space that defuses it.
 fn assert_no_live_at(s: &str) {
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '@' {
-            assert_eq!(
-                chars.peek(),
-                Some(&'\u{200B}'),
-                "a live @ in {}",
-                &s[..s.len().min(200)]
-            );
-        }
+    if let Some(context) = render_limits::live_at(s) {
+        panic!("a live @ in …{context}…");
     }
 }
 

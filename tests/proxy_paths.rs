@@ -3,7 +3,11 @@
 //! load balancer; path selection (`auto`, `proxy`, `direct`), identity
 //! rotation through the Proxy, and the errors that name their cause.
 
-use std::collections::{HashMap, HashSet};
+#[path = "support/watch.rs"]
+mod watch_support;
+use watch_support::{RotatingWatch, collect_until, identity};
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +30,7 @@ use teleport_plugin::teleport::route::{RouteError, RouteOptions, dialer_with, we
 use teleport_plugin::teleport::{ChannelOptions, Dialer, Feed, RequestData, StreamState, TeleportClient, Watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 fn init() {
@@ -41,11 +45,6 @@ async fn auth() -> TeleportSim {
 async fn front(auth: &TeleportSim, front: Front, tls_routing: bool) -> ProxySim {
     let cfg = ProxySimConfig { front, tls_routing, ..ProxySimConfig::default() };
     ProxySim::start(auth, cfg).await.expect("proxy starts")
-}
-
-fn identity(sim: &TeleportSim) -> Arc<Identity> {
-    let issued = sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap();
-    Arc::new(parse_identity_file(issued.identity_file.as_bytes()).unwrap())
 }
 
 /// Route options trusting the front's web CA, without forward proxies and
@@ -67,20 +66,6 @@ async fn connect(dialer: Arc<dyn Dialer>, id: Arc<Identity>) -> Arc<TeleportClie
 
 async fn connect_err(dialer: Arc<dyn Dialer>, id: Arc<Identity>) -> String {
     TeleportClient::connect(dialer, id, ChannelOptions::default()).await.err().expect("must fail").to_string()
-}
-
-/// Receives feed items until `pred` has seen what it wants, or panics after 10 s.
-async fn collect_until(rx: &mut mpsc::Receiver<Feed>, mut pred: impl FnMut(&Feed) -> bool) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(f) = rx.recv().await {
-            if pred(&f) {
-                return;
-            }
-        }
-        panic!("feed closed");
-    })
-    .await
-    .expect("expected feed items in time");
 }
 
 /// Ping, a watch stream (INIT, then a Put and a Delete), and a plugin-data
@@ -187,49 +172,10 @@ async fn rotate_through(front_kind: Front) {
     let dialer = dialer_with(&proxy.addr().to_string(), ConnectionMode::Proxy, &opts(&proxy)).await.unwrap();
     let first = identity(&sim);
     let c = connect(dialer, first.clone()).await;
-    let (id_tx, id_rx) = watch::channel(first.clone());
-    let (tx, mut rx) = mpsc::channel(4096);
-    let watcher = Watcher::new(c.clone(), tx).with_identity_updates(id_rx);
-    let stats = watcher.stats();
-    let mut state = watcher.state();
     let stop = CancellationToken::new();
-    tokio::spawn(watcher.run(stop.clone()));
-    collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { .. })).await;
+    let watch = RotatingWatch::start(c.clone(), first, &stop).await;
     let routes_before = proxy.counts().auth_routes;
-
-    let producer = {
-        let sim = sim.clone();
-        tokio::spawn(async move {
-            let mut ids = HashSet::new();
-            for i in 0..100 {
-                ids.insert(sim.request(&format!("u{i}"), &["editor"], "").id);
-                if i % 10 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            ids
-        })
-    };
-    let second = identity(&sim);
-    assert_ne!(second.fingerprint, first.fingerprint);
-    id_tx.send(second.clone()).unwrap();
-    let expected = producer.await.unwrap();
-
-    let mut got = HashSet::new();
-    collect_until(&mut rx, |f| {
-        if let Feed::Put(r) | Feed::Listed(r) = f {
-            got.insert(r.id.clone());
-        }
-        got.is_superset(&expected)
-    })
-    .await;
-    state
-        .wait_for(|s| matches!(s, StreamState::Live { identity, .. } if *identity == second.fingerprint))
-        .await
-        .unwrap();
-    assert_eq!(c.connection().identity.fingerprint, second.fingerprint);
-    assert_eq!(stats.rotations.load(std::sync::atomic::Ordering::Relaxed), 1);
-    assert_eq!(stats.reconnects.load(std::sync::atomic::Ordering::Relaxed), 0, "no gap: the old stream was never lost");
+    watch.rotate_mid_burst(&sim, 100).await;
     assert!(sim.wait_until(Duration::from_secs(5), |s| s.active_watchers() == 1).await);
     assert!(proxy.counts().auth_routes > routes_before, "the new identity dialled a new routed connection");
     // Calls now run on the rotated connection, through the Proxy.

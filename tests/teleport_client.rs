@@ -1,5 +1,9 @@
 //! The Teleport client against the simulator, over real mutual TLS.
 
+#[path = "support/watch.rs"]
+mod watch_support;
+use watch_support::{RotatingWatch, collect_until, identity};
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,30 +24,11 @@ async fn sim() -> TeleportSim {
     TeleportSim::start(SimConfig::default()).await.expect("simulator starts")
 }
 
-fn identity(sim: &TeleportSim) -> Arc<Identity> {
-    let issued = sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap();
-    Arc::new(parse_identity_file(issued.identity_file.as_bytes()).unwrap())
-}
-
 async fn client(sim: &TeleportSim, id: Arc<Identity>) -> Arc<TeleportClient> {
     let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
     let (client, info) = TeleportClient::connect(dialer, id, ChannelOptions::default()).await.expect("connects");
     assert_eq!(info.cluster_name, sim.cluster_name());
     Arc::new(client)
-}
-
-/// Receives feed items until `pred` has seen what it wants, or panics after 10 s.
-async fn collect_until(rx: &mut mpsc::Receiver<Feed>, mut pred: impl FnMut(&Feed) -> bool) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(f) = rx.recv().await {
-            if pred(&f) {
-                return;
-            }
-        }
-        panic!("feed closed");
-    })
-    .await
-    .expect("expected feed items in time");
 }
 
 #[tokio::test]
@@ -258,48 +243,8 @@ async fn rotation_switches_make_before_break_without_losing_events() {
     let sim = sim().await;
     let first = identity(&sim);
     let c = client(&sim, first.clone()).await;
-    let (id_tx, id_rx) = watch::channel(first.clone());
-    let (tx, mut rx) = mpsc::channel(4096);
-    let watcher = Watcher::new(c.clone(), tx).with_identity_updates(id_rx);
-    let stats = watcher.stats();
-    let mut state = watcher.state();
     let stop = CancellationToken::new();
-    tokio::spawn(watcher.run(stop.clone()));
-    collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { .. })).await;
-
-    let producer = {
-        let sim = sim.clone();
-        tokio::spawn(async move {
-            let mut ids = HashSet::new();
-            for i in 0..200 {
-                ids.insert(sim.request(&format!("u{i}"), &["editor"], "").id);
-                if i % 20 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            ids
-        })
-    };
-    let second = identity(&sim);
-    assert_ne!(second.fingerprint, first.fingerprint);
-    id_tx.send(second.clone()).unwrap();
-    let expected = producer.await.unwrap();
-
-    let mut got = HashSet::new();
-    collect_until(&mut rx, |f| {
-        if let Feed::Put(r) | Feed::Listed(r) = f {
-            got.insert(r.id.clone());
-        }
-        got.is_superset(&expected)
-    })
-    .await;
-    state
-        .wait_for(|s| matches!(s, StreamState::Live { identity, .. } if *identity == second.fingerprint))
-        .await
-        .unwrap();
-    assert_eq!(c.connection().identity.fingerprint, second.fingerprint);
-    assert_eq!(stats.rotations.load(std::sync::atomic::Ordering::Relaxed), 1);
-    assert_eq!(stats.reconnects.load(std::sync::atomic::Ordering::Relaxed), 0, "no gap: the old stream was never lost");
+    let second = RotatingWatch::start(c, first.clone(), &stop).await.rotate_mid_burst(&sim, 200).await;
     // The new stream authenticated with the new certificate.
     assert_eq!(sim.watch_inits().last().map(|(_, fp)| fp.clone()), Some(second.fingerprint.clone()));
     assert_eq!(sim.watch_inits().first().map(|(_, fp)| fp.clone()), Some(first.fingerprint.clone()));

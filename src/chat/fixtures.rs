@@ -22,3 +22,15 @@ pub fn review(author: &str, state: RequestState, reason: &str) -> Review {
         created: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
     }
 }
+
+/// Every `@` is defused (followed by a zero-width space) and the user's
+/// backticks in the hostile fixtures cannot close our code spans.
+pub fn assert_inert(s: &str) {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '@' {
+            assert_eq!(chars.peek(), Some(&'\u{200B}'), "a live @ in {}", &s[..s.len().min(300)]);
+        }
+    }
+    assert!(!s.contains("```code```"));
+}

@@ -13,7 +13,7 @@ use teleport_plugin::chat::text::len;
 const ZWSP: char = '\u{200B}';
 
 /// The first `@` not followed by the zero-width space, with some context.
-fn live_at(s: &str) -> Option<String> {
+pub fn live_at(s: &str) -> Option<String> {
     let mut chars = s.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         if c == '@' && chars.peek().map(|(_, n)| *n) != Some(ZWSP) {

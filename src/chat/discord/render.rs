@@ -205,7 +205,7 @@ mod tests {
     
 
     use super::*;
-    use crate::chat::fixtures::{review, view};
+    use crate::chat::fixtures::{assert_inert, review, view};
     use crate::model::RequestState;
 
     const HOSTILE: &str = "<!channel> <!here> @everyone @here <@123> <@&456> [x](http://evil) ```code``` \u{202e}RTL\u{202e} 🎉";
@@ -233,22 +233,6 @@ mod tests {
             })
             .collect();
         v
-    }
-
-    /// Every `@` is defused and user backticks cannot close our code spans.
-    fn assert_inert(s: &str) {
-        let mut chars = s.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '@' {
-                assert_eq!(
-                    chars.peek(),
-                    Some(&'\u{200B}'),
-                    "a live @ in {}",
-                    &s[..s.len().min(300)]
-                );
-            }
-        }
-        assert!(!s.contains("```code```"));
     }
 
     fn assert_within_limits(m: &Message) {

@@ -94,27 +94,12 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::chat::fixtures::view;
+    use crate::chat::fixtures::{assert_inert, view};
     use crate::chat::text::len;
     use crate::chat::Status;
     use crate::model::{RequestState, Review};
 
     const HOSTILE: &str = "@channel @all @here @bob [x](http://evil) ![img](http://evil/p.png) ```code``` \u{202e}RTL 🎉";
-
-    fn assert_inert(s: &str) {
-        let mut chars = s.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '@' {
-                assert_eq!(
-                    chars.peek(),
-                    Some(&'\u{200B}'),
-                    "a live @ in {}",
-                    &s[..s.len().min(300)]
-                );
-            }
-        }
-        assert!(!s.contains("```code```"));
-    }
 
     #[test]
     fn links_carry_no_mention() {
