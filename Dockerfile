@@ -21,9 +21,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+# `--no-default-features`: the shipped binary carries no simulator (the
+# `demo` feature and the teleport-plugin-sim crate stay out of it).
+RUN cargo chef cook --release --locked --no-default-features -p teleport-plugin --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bin teleport-plugin \
+RUN cargo build --release --locked --no-default-features -p teleport-plugin --bin teleport-plugin \
     && cp target/release/teleport-plugin /teleport-plugin
 
 # glibc and libgcc, CA certificates, no shell; runs as nonroot (65532).

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use teleport_plugin::identity::parse_identity_file;
-use teleport_plugin::sim::chat::{ChatSim, SimChannel, SlackSim, SlackSimConfig};
-use teleport_plugin::sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin_sim::chat::{ChatSim, SimChannel, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin_sim::access::AccessRequestExt;
 use teleport_plugin::teleport::{ChannelOptions, DirectDialer, Feed, TeleportClient, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -184,19 +185,19 @@ async fn floor(samples: usize) -> serde_json::Value {
         let req = sim.request(&format!("u{i}"), &["r"], "");
         loop {
             if let Some(Feed::Put(r)) = rx.recv().await
-                && r.id == req.id
+                && r.id == req.id()
             {
                 break;
             }
         }
         http.post(&url)
             .bearer_auth(TOKEN)
-            .json(&json!({"channel": CHANNEL, "text": req.id}))
+            .json(&json!({"channel": CHANNEL, "text": req.id()}))
             .send()
             .await
             .unwrap();
         let received = slack.calls().last().unwrap().received_at;
-        lat.push(received - sim.emitted_at(&req.id).unwrap());
+        lat.push(received - sim.emitted_at(req.id()).unwrap());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.cancel();
@@ -291,7 +292,7 @@ async fn run() {
     for i in 0..n {
         let due = t0 + Duration::from_micros(5_000 * i as u64);
         tokio::time::sleep_until(due.into()).await;
-        ids.push(sim.request(&format!("steady{i}@example.com"), &["editor"], "steady").id);
+        ids.push(sim.request(&format!("steady{i}@example.com"), &["editor"], "steady").id().to_string());
     }
     assert!(wait_count(&posts, n, Duration::from_secs(120)).await, "steady: all posted");
     let c = cards(&slack);
@@ -302,7 +303,7 @@ async fn run() {
     // Burst.
     let cpu0 = cpu_time(pid);
     let t0 = Instant::now();
-    let burst_ids: Vec<String> = (0..burst).map(|i| sim.request(&format!("burst{i}@example.com"), &["editor"], "burst").id).collect();
+    let burst_ids: Vec<String> = (0..burst).map(|i| sim.request(&format!("burst{i}@example.com"), &["editor"], "burst").id().to_string()).collect();
     let created = t0.elapsed();
     let drained = wait_count(&posts, n + burst, Duration::from_secs(600)).await;
     let drain = t0.elapsed();

@@ -15,7 +15,8 @@ use tracing::{error, info};
 
 use crate::chat::Chat;
 use crate::config::{Config, IdentitySource};
-use crate::engine::pipeline::{Pipeline, PipelineStatus};
+use crate::engine::pipeline::Pipeline;
+use crate::health::PipelineStatus;
 use crate::engine::plan::Me;
 use crate::health::Health;
 use crate::engine::route::{ExtraRoutes, Router};

@@ -59,6 +59,7 @@ pub enum Cmd {
     /// Show the plugin at work without a cluster: starts a built-in Teleport
     /// simulator, creates, reviews, approves, denies and expires requests, and
     /// prints every chat message as it is posted and updated.
+    #[cfg(feature = "demo")]
     Demo {
         /// Pause between scenario steps (e.g. "500ms", "2s").
         #[arg(long, default_value = "1s")]
@@ -101,6 +102,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
         Cmd::Check { config, offline } => check(config, offline).await,
+        #[cfg(feature = "demo")]
         Cmd::Demo { pace } => match config::parse_duration(&pace) {
             Ok(pace) => match crate::demo::run(pace).await {
                 Ok(()) => ExitCode::SUCCESS,

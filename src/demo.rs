@@ -10,8 +10,8 @@ use crate::app::{Extras, launch};
 use crate::chat::Chat;
 use crate::chat::console::ConsoleChat;
 use crate::config::{Config, Format, LogConfig, LogOutput};
-use crate::model::{AccessRequest, ResourceId};
-use crate::sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin_sim::access::{self, AccessRequestExt};
+use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 
 fn say(step: &str) {
     use std::io::IsTerminal;
@@ -60,31 +60,26 @@ listen = ""
     let editor = sim.request("alice@example.com", &["editor"], "Deploy the payments hotfix (INC-4211)");
     settle().await;
     say("bob@example.com reviews it: approve");
-    sim.review(&editor.id, "bob@example.com", true, "Matches the incident ticket");
+    sim.review(editor.id(), "bob@example.com", true, "Matches the incident ticket");
     settle().await;
     say("The request is approved");
-    sim.approve(&editor.id, "Approved by bob@example.com");
+    sim.approve(editor.id(), "Approved by bob@example.com");
     settle().await;
 
     say("carol@example.com requests the dev role (two channels)");
     let dev = sim.request("carol@example.com", &["dev"], "Debug the staging queue");
     settle().await;
     say("The request is denied");
-    sim.deny(&dev.id, "Use the staging break-glass role instead");
+    sim.deny(dev.id(), "Use the staging break-glass role instead");
     settle().await;
 
     say("dave@example.com requests SSH access to one node; nobody reviews it and it expires");
-    let mut node = AccessRequest::new_pending("", "dave@example.com", vec!["auditor".into()]);
-    node.request_reason = "Collect logs".into();
-    node.resources.push(ResourceId {
-        cluster: sim.cluster_name().into(),
-        kind: "node".into(),
-        name: "db-primary".into(),
-        sub_resource: String::new(),
-    });
+    let mut node = access::new_request("dave@example.com", &["auditor"]);
+    node.spec_mut().request_reason = "Collect logs".into();
+    node.spec_mut().requested_resource_i_ds.push(access::resource_id(sim.cluster_name(), "node", "db-primary", ""));
     let node = sim.create_request(node);
     settle().await;
-    sim.expire(&node.id);
+    sim.expire(node.id());
     settle().await;
 
     say("mallory@example.com tries to ping everyone through the reason");

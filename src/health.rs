@@ -14,9 +14,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use crate::engine::pipeline::PipelineStatus;
 use crate::identity::publish::IdentityStatus;
 use crate::teleport::StreamState;
+
+/// What a chat's pipeline reports for readiness (published by the engine).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineStatus {
+    /// A stream has been announced and the rules for it are loaded.
+    pub ready: bool,
+    /// Requests with work queued, running or waiting for a retry.
+    pub active: usize,
+}
 
 /// A heartbeat a loop updates while it runs.
 #[derive(Debug, Default)]

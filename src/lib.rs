@@ -7,6 +7,7 @@ pub mod app;
 pub mod chat;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
 pub mod health;
@@ -15,6 +16,7 @@ pub mod k8s;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod pb;
-pub mod sim;
+/// Generated protobuf types (`proto/`), shared with the simulators.
+pub use teleport_plugin_proto as pb;
 pub mod teleport;
+pub mod timefmt;

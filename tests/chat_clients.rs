@@ -19,7 +19,7 @@ use teleport_plugin::chat::{
 };
 use teleport_plugin::config::Secret;
 use teleport_plugin::model::{AccessRequest, RequestState, Review};
-use teleport_plugin::sim::chat::{
+use teleport_plugin_sim::chat::{
     CallRecord, ChatSim, DiscordSim, DiscordSimConfig, MattermostSim, MattermostSimConfig,
     RateWindow, SimChannel, SimUser, SlackSim, SlackSimConfig,
 };
@@ -147,7 +147,7 @@ fn slack(sim: &SlackSim) -> SlackChat {
 }
 
 /// Every text object of a stored Slack message, fallback included.
-fn slack_texts(m: &teleport_plugin::sim::chat::SlackMessage) -> Vec<String> {
+fn slack_texts(m: &teleport_plugin_sim::chat::SlackMessage) -> Vec<String> {
     let mut out = vec![m.text.clone().unwrap_or_default()];
     for b in m
         .blocks

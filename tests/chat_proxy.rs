@@ -10,7 +10,7 @@ use teleport_plugin::chat::Chat;
 use teleport_plugin::chat::http::ClientOptions;
 use teleport_plugin::chat::slack::SlackChat;
 use teleport_plugin::config::Secret;
-use teleport_plugin::sim::chat::{ChatSim, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::chat::{ChatSim, SlackSim, SlackSimConfig};
 
 /// A forward proxy stand-in: records the absolute URIs it is asked for and
 /// answers like Slack's auth.test.

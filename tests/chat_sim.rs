@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
-use teleport_plugin::sim::chat::discord::snowflake_at;
-use teleport_plugin::sim::chat::{
+use teleport_plugin_sim::chat::discord::snowflake_at;
+use teleport_plugin_sim::chat::{
     ChatSim, DiscordSim, DiscordSimConfig, MattermostSim, MattermostSimConfig, RateWindow,
     STATUS_CLIENT_CLOSED, SimChannel, SimUser, SlackSim, SlackSimConfig,
 };

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Env, eventually};
-use teleport_plugin::sim::chat::{ChatSim, SimChannel, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::chat::{ChatSim, SimChannel, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::access::AccessRequestExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_teleport-plugin");
 
@@ -84,7 +85,7 @@ async fn check_passes_against_the_simulator() {
 #[tokio::test]
 async fn check_fails_clearly_against_a_wrong_ca() {
     let env = Env::new().await;
-    let other = teleport_plugin::sim::pki::ClusterPki::new("other.example.com").unwrap();
+    let other = teleport_plugin_sim::pki::ClusterPki::new("other.example.com").unwrap();
     std::fs::write(&env.identity_path, other.issue_identity("p", Duration::from_secs(600)).unwrap().identity_file).unwrap();
     let path = write(&env, "c.toml", &env.config_text("[console]\n[role_to_recipients]\n\"*\" = \"#a\"\n"));
     let (code, out, _) = run_async(vec!["check".into(), "--config".into(), path]).await;
@@ -154,7 +155,7 @@ async fn sigterm_exits_cleanly_and_secrets_never_reach_the_logs() {
     let path = write(&env, "slack.toml", &cfg);
     let mut child = spawn(&["start", "--config", &path, "--debug"]);
     let posted = |slack: &SlackSim| slack.messages().iter().filter(|m| m.thread_ts.is_none()).count();
-    let ids: Vec<String> = (0..30).map(|i| env.sim.request(&format!("u{i}"), &["x"], "sigterm").id).collect();
+    let ids: Vec<String> = (0..30).map(|i| env.sim.request(&format!("u{i}"), &["x"], "sigterm").id().to_string()).collect();
     assert!(eventually(Duration::from_secs(30), || posted(&slack) >= 5).await, "the plugin started posting");
     slack.set_response_delay(Duration::from_millis(50));
     signal(&child, "TERM");

@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::chats::Sim;
 use common::{Env, eventually};
 use teleport_plugin::app::{Extras, Running, launch};
-use teleport_plugin::sim::chat::RateWindow;
+use teleport_plugin_sim::chat::RateWindow;
+use teleport_plugin_sim::access::AccessRequestExt;
 
 async fn start_plugin(env: &Env, sim: &Sim, extra: &str) -> Running {
     let cfg = env.config(&format!("{}{extra}", sim.section()));
@@ -27,23 +28,23 @@ async fn lifecycle(which: &str) {
 
     // Pending → one card per recipient.
     let r = env.sim.request("alice@example.com", &["editor"], "deploy the hotfix");
-    assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id).len() == 1).await, "{which}: card posted");
-    let card = &sim.cards(&r.id)[0];
-    assert!(card.text.contains("PENDING") && card.text.contains(&r.id) && card.text.contains("deploy the hotfix"), "{which}: {card:?}");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(r.id()).len() == 1).await, "{which}: card posted");
+    let card = &sim.cards(r.id())[0];
+    assert!(card.text.contains("PENDING") && card.text.contains(r.id()) && card.text.contains("deploy the hotfix"), "{which}: {card:?}");
     if let Sim::Slack(s) = &sim {
         assert!(s.messages().iter().all(|m| m.has_text_fallback()), "Slack posts carry a text fallback");
     }
 
     // Review → card updated; a thread reply where the chat has threads, an embed on Discord.
-    env.sim.review(&r.id, "bob@example.com", true, "matches INC-42");
+    env.sim.review(r.id(), "bob@example.com", true, "matches INC-42");
     match which {
         "discord" => {
             // Renderers defuse `@` with a zero-width space, so look for the name.
-            assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id)[0].text.contains("matches INC-42")).await, "{which}: review embed");
+            assert!(eventually(Duration::from_secs(10), || sim.cards(r.id())[0].text.contains("matches INC-42")).await, "{which}: review embed");
         }
         _ => {
             assert!(
-                eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == r.id && m.kind == "review-0"
+                eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == r.id() && m.kind == "review-0"
                     && m.reply_to.as_deref() == Some(card.id.as_str()))).await,
                 "{which}: review reply in the card's thread"
             );
@@ -51,30 +52,30 @@ async fn lifecycle(which: &str) {
     }
 
     // Approve → APPROVED, ✅ on Slack, requester told.
-    env.sim.approve(&r.id, "ship it");
-    assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id)[0].text.contains("APPROVED")).await, "{which}: approved");
+    env.sim.approve(r.id(), "ship it");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(r.id())[0].text.contains("APPROVED")).await, "{which}: approved");
     if which == "slack" {
-        assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id)[0].reactions.contains(&"white_check_mark".to_string())).await);
+        assert!(eventually(Duration::from_secs(10), || sim.cards(r.id())[0].reactions.contains(&"white_check_mark".to_string())).await);
     }
     assert!(
-        eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == r.id && m.kind == "notice")).await,
+        eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == r.id() && m.kind == "notice")).await,
         "{which}: requester notified"
     );
 
     // Deny another → DENIED (❌ on Slack).
     let d = env.sim.request("alice@example.com", &["editor"], "");
-    assert!(eventually(Duration::from_secs(10), || sim.cards(&d.id).len() == 1).await);
-    env.sim.deny(&d.id, "not today");
-    assert!(eventually(Duration::from_secs(10), || sim.cards(&d.id)[0].text.contains("DENIED")).await, "{which}: denied");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(d.id()).len() == 1).await);
+    env.sim.deny(d.id(), "not today");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(d.id())[0].text.contains("DENIED")).await, "{which}: denied");
     if which == "slack" {
-        assert!(eventually(Duration::from_secs(10), || sim.cards(&d.id)[0].reactions.contains(&"x".to_string())).await);
+        assert!(eventually(Duration::from_secs(10), || sim.cards(d.id())[0].reactions.contains(&"x".to_string())).await);
     }
 
     // Delete of an open request → EXPIRED.
     let e = env.sim.request("alice@example.com", &["editor"], "");
-    assert!(eventually(Duration::from_secs(10), || sim.cards(&e.id).len() == 1).await);
-    env.sim.expire(&e.id);
-    assert!(eventually(Duration::from_secs(10), || sim.cards(&e.id)[0].text.contains("EXPIRED")).await, "{which}: expired");
+    assert!(eventually(Duration::from_secs(10), || sim.cards(e.id()).len() == 1).await);
+    env.sim.expire(e.id());
+    assert!(eventually(Duration::from_secs(10), || sim.cards(e.id())[0].text.contains("EXPIRED")).await, "{which}: expired");
 
     // Every card once.
     assert!(sim.card_counts().values().all(|n| *n == 1), "{which}: {:?}", sim.card_counts());
@@ -124,7 +125,7 @@ fn restart_mid_burst_with(which: &'static str, edit: impl Fn(String) -> String) 
     });
     // Slow answers keep posts in flight when the process dies.
     sim.core().set_response_delay(Duration::from_millis(30));
-    let ids: Vec<String> = (0..200).map(|i| env.sim.request(&format!("user{i}@example.com"), &["editor"], "burst").id).collect();
+    let ids: Vec<String> = (0..200).map(|i| env.sim.request(&format!("user{i}@example.com"), &["editor"], "burst").id().to_string()).collect();
     main.block_on(async {
         assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 60).await, "{which}: first instance got going");
     });
@@ -183,7 +184,7 @@ async fn rate_limit_storm(which: &str) {
         Sim::Mattermost(s) => s.set_rate_limit(Some(RateWindow::new(5, Duration::from_secs(1)))),
     }
     let running = start_plugin(&env, &sim, "").await;
-    let ids: Vec<String> = (0..40).map(|i| env.sim.request(&format!("u{i}"), &["x"], "").id).collect();
+    let ids: Vec<String> = (0..40).map(|i| env.sim.request(&format!("u{i}"), &["x"], "").id().to_string()).collect();
     let done = eventually(Duration::from_secs(60), || {
         let c = sim.card_counts();
         ids.iter().all(|id| c.contains_key(id))
@@ -222,8 +223,8 @@ async fn two_instances(which: &str) {
     let sim = Sim::start(which).await;
     let a = start_plugin(&env, &sim, "[plugin]\ninstance_id = \"replica-a\"\n").await;
     let b = start_plugin(&env, &sim, "[plugin]\ninstance_id = \"replica-b\"\n").await;
-    let mut ids: Vec<String> = (1..60).map(|i| env.sim.request(&format!("u{i}"), &["x"], "").id).collect();
-    ids.insert(0, env.sim.request("alice@example.com", &["x"], "").id);
+    let mut ids: Vec<String> = (1..60).map(|i| env.sim.request(&format!("u{i}"), &["x"], "").id().to_string()).collect();
+    ids.insert(0, env.sim.request("alice@example.com", &["x"], "").id().to_string());
     assert!(
         eventually(Duration::from_secs(30), || {
             let c = sim.card_counts();
@@ -284,8 +285,8 @@ async fn hostile_reason(which: &str) {
     let sim = Sim::start(which).await;
     let running = start_plugin(&env, &sim, "").await;
     let r = env.sim.request("alice@example.com", &["x"], HOSTILE);
-    assert!(eventually(Duration::from_secs(10), || sim.cards(&r.id).len() == 1).await);
-    let text = &sim.cards(&r.id)[0].text;
+    assert!(eventually(Duration::from_secs(10), || sim.cards(r.id()).len() == 1).await);
+    let text = &sim.cards(r.id())[0].text;
     match &sim {
         Sim::Slack(_) => {
             for bad in ["<!channel>", "<!here>", "<@U0ALICE001>", "<https://"] {
@@ -293,7 +294,7 @@ async fn hostile_reason(which: &str) {
             }
         }
         Sim::Discord(s) => {
-            let m = s.messages().into_iter().find(|m| m.content.contains(&r.id)).unwrap();
+            let m = s.messages().into_iter().find(|m| m.content.contains(r.id())).unwrap();
             assert_eq!(m.allowed_mentions, Some(serde_json::json!({"parse": []})));
             assert!(!m.content.contains("@everyone") && !m.content.contains("@here"), "{}", m.content);
             assert!(!outside_code(&m.content).contains("](https://evil"), "{}", m.content);
@@ -334,8 +335,8 @@ async fn one_process_serves_several_chats() {
     let running = launch(&cfg, chats, Extras::default()).await.unwrap();
     assert!(running.ready(Duration::from_secs(10)).await);
     let r = env.sim.request("alice@example.com", &["x"], "both");
-    assert!(eventually(Duration::from_secs(10), || slack.cards(&r.id).len() == 1 && discord.cards(&r.id).len() == 1).await);
-    assert!(env.sim.plugin_data(&r.id, "slack").is_some() && env.sim.plugin_data(&r.id, "discord").is_some());
+    assert!(eventually(Duration::from_secs(10), || slack.cards(r.id()).len() == 1 && discord.cards(r.id()).len() == 1).await);
+    assert!(env.sim.plugin_data(r.id(), "slack").is_some() && env.sim.plugin_data(r.id(), "discord").is_some());
     running.stop(Duration::from_secs(5)).await;
 }
 

@@ -18,7 +18,8 @@ use teleport_plugin::chat::Chat;
 use teleport_plugin::chat::http::ClientOptions;
 use teleport_plugin::chat::slack::SlackChat;
 use teleport_plugin::config::Secret;
-use teleport_plugin::sim::chat::{ChatSim, RateWindow, SlackSim};
+use teleport_plugin_sim::chat::{ChatSim, RateWindow, SlackSim};
+use teleport_plugin_sim::access::AccessRequestExt;
 
 /// Asserts every id has exactly one card; reports lost and duplicated.
 fn exactly_once(scenario: &str, ids: &[String], counts: &HashMap<String, usize>) {
@@ -68,7 +69,7 @@ async fn start(env: &Env, sim: &Sim, extra: &str) -> Running {
 }
 
 fn burst(env: &Env, n: usize, tag: &str) -> Vec<String> {
-    (0..n).map(|i| env.sim.request(&format!("{tag}{i}@example.com"), &["editor"], tag).id).collect()
+    (0..n).map(|i| env.sim.request(&format!("{tag}{i}@example.com"), &["editor"], tag).id().to_string()).collect()
 }
 
 #[tokio::test]
@@ -287,7 +288,7 @@ async fn invalid_route_resource_is_reported_and_changes_nothing_else() {
     use teleport_plugin::k8s::crd::{AccessRequestRoute, GROUP, PLURAL, VERSION};
     let env = Env::new().await;
     let sim = Sim::start("slack").await;
-    let kube = teleport_plugin::sim::kube::KubeSim::start().await;
+    let kube = teleport_plugin_sim::kube::KubeSim::start().await;
     kube.register_crd(GROUP, VERSION, PLURAL, "AccessRequestRoute", true, true);
     let route = |name: &str, rules: serde_json::Value| {
         json!({"apiVersion": format!("{GROUP}/{VERSION}"), "kind": "AccessRequestRoute",
@@ -295,7 +296,7 @@ async fn invalid_route_resource_is_reported_and_changes_nothing_else() {
     };
     kube.create_json(route("good", json!([{"match": {"roles": ["editor"]}, "recipients": {"slack": ["C0EXTRA001"]}}]))).unwrap();
     kube.create_json(route("bad", json!([{"match": {"roles": ["[x"]}, "recipients": {"slack": ["C0NEVER001"]}}]))).unwrap();
-    slack(&sim).add_channel(teleport_plugin::sim::chat::SimChannel::new("C0EXTRA001", "extra"));
+    slack(&sim).add_channel(teleport_plugin_sim::chat::SimChannel::new("C0EXTRA001", "extra"));
     let cfg = env.config(&format!("{}[plugin]\ninstance_id = \"matrix\"\n[routing]\ncrd = true\nnamespace = \"teleport\"\n", sim.section()));
     let stop = tokio_util::sync::CancellationToken::new();
     let setup = teleport_plugin::k8s::setup_with(&cfg, &stop, kube.client()).await.unwrap();
@@ -304,7 +305,7 @@ async fn invalid_route_resource_is_reported_and_changes_nothing_else() {
     let running = launch(&cfg, vec![Arc::new(chat) as Arc<dyn Chat>], setup.extras).await.unwrap();
     teleport_plugin::k8s::start_routes(routes, running.metrics.clone(), stop.clone());
     assert!(running.ready(Duration::from_secs(10)).await);
-    let ready = |k: &teleport_plugin::sim::kube::KubeSim, n: &str| {
+    let ready = |k: &teleport_plugin_sim::kube::KubeSim, n: &str| {
         k.get::<AccessRequestRoute>("teleport", n).and_then(|r| r.status).map(|s| s.conditions[0].status.clone())
     };
     assert!(kube.wait_until(Duration::from_secs(10), |k| ready(k, "bad").as_deref() == Some("False") && ready(k, "good").as_deref() == Some("True")).await);

@@ -20,7 +20,8 @@ use teleport_plugin::chat::{Content, RequestView, Status, console, discord, matt
 use teleport_plugin::config::RoleRecipients;
 use teleport_plugin::engine::route::Router;
 use teleport_plugin::model::{AccessRequest, MonitoringRule, RequestState, ResourceId, Review};
-use teleport_plugin::sim::chat::{ChatSim, SimChannel, SimUser, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::chat::{ChatSim, SimChannel, SimUser, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::access::{self, AccessRequestExt};
 
 /// Unicode a user may type: combining marks, right-to-left scripts and
 /// overrides, emoji sequences, zero-width characters.
@@ -119,6 +120,20 @@ fn big_request() -> AccessRequest {
         .collect();
     r.promoted_to = Some(format!("{WILD}{PINGS}"));
     r.system_annotations = BTreeMap::from([("team".to_string(), vec![WILD.to_string()])]);
+    r
+}
+
+/// [`big_request`] as Auth would hold it when created (no id, no reviews yet).
+fn big_request_on_the_wire() -> teleport_plugin_proto::types::AccessRequestV3 {
+    let big = big_request();
+    let roles: Vec<&str> = big.roles.iter().map(String::as_str).collect();
+    let mut r = access::new_request(&big.user, &roles);
+    let spec = r.spec_mut();
+    spec.request_reason = big.request_reason.clone();
+    spec.requested_resource_i_ds =
+        big.resources.iter().map(|id| access::resource_id(&id.cluster, &id.kind, &id.name, &id.sub_resource)).collect();
+    spec.suggested_reviewers = big.suggested_reviewers.clone();
+    spec.system_annotations = Some(access::label_values(&[("team", &[WILD])]));
     r
 }
 
@@ -349,15 +364,12 @@ async fn a_huge_request_is_posted_to_slack_within_limits() {
         .expect("launch");
     assert!(running.ready(Duration::from_secs(10)).await);
 
-    let mut req = big_request();
-    req.id = String::new();
-    req.reviews.clear();
-    let req = env.sim.create_request(req);
+    let req = env.sim.create_request(big_request_on_the_wire());
     let card_in = |channel: &str| {
         sim.messages_in(channel).into_iter().find(|m| {
             m.metadata
                 .as_ref()
-                .is_some_and(|md| md["event_payload"]["request_id"] == req.id.as_str())
+                .is_some_and(|md| md["event_payload"]["request_id"] == req.id())
         })
     };
     assert!(

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use teleport_plugin::identity::{IdentityError, parse_identity_file, parse_tls_triple};
-use teleport_plugin::sim::pki::{ClusterPki, IssuedIdentity};
+use teleport_plugin_sim::pki::{ClusterPki, IssuedIdentity};
 
 fn issued() -> IssuedIdentity {
     ClusterPki::new("example.com").unwrap().issue_identity("access-plugin", Duration::from_secs(3600)).unwrap()

@@ -17,7 +17,7 @@ use kube::{Api, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use teleport_plugin::sim::kube::{KubeSim, KubeSimOptions};
+use teleport_plugin_sim::kube::{KubeSim, KubeSimOptions};
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -16,8 +16,9 @@ use teleport_plugin::chat::Chat;
 use teleport_plugin::chat::console::ConsoleChat;
 use teleport_plugin::config::{Config, Format};
 use teleport_plugin::k8s::crd::{AccessRequestRoute, GROUP, PLURAL, VERSION};
-use teleport_plugin::sim::kube::KubeSim;
+use teleport_plugin_sim::kube::KubeSim;
 use tokio_util::sync::CancellationToken;
+use teleport_plugin_sim::access::AccessRequestExt;
 
 const NS: &str = "teleport";
 const SECRET: &str = "plugin-identity";
@@ -103,7 +104,7 @@ async fn secret_rotation_mid_burst_loses_and_duplicates_nothing() {
 
     let mut ids = Vec::new();
     for i in 0..120 {
-        ids.push(env.sim.request(&format!("user{i}"), &["editor"], "burst").id);
+        ids.push(env.sim.request(&format!("user{i}"), &["editor"], "burst").id().to_string());
         if i == 60 {
             rotate(&kube, &env.sim.issue_identity("access-plugin", Duration::from_secs(7200)).unwrap().identity_file);
         }
@@ -154,7 +155,7 @@ async fn garbage_secret_update_keeps_the_identity_and_shows_degraded() {
     // Still delivering on the old identity.
     let r = env.sim.request("alice", &["x"], "");
     let out = plugin.out.clone();
-    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(&r.id)).await);
+    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(r.id())).await);
 
     // An expired identity is refused too.
     let now = std::time::SystemTime::now();
@@ -201,7 +202,7 @@ async fn route_resources_reroute_live_and_report_status() {
     let r1 = env.sim.request("alice", &["dev-api"], "");
     assert!(eventually(Duration::from_secs(10), || text(&out).contains("post to #crd-dev (card)")).await, "{}", text(&out));
     assert!(text(&out).contains("post to #access (card)"), "role_to_recipients still applies");
-    assert_eq!(cards(&text(&out))[&r1.id], 2);
+    assert_eq!(cards(&text(&out))[r1.id()], 2);
 
     // Edit the route: the next request goes to the new channel, no restart.
     kube.patch_json(
@@ -227,15 +228,15 @@ async fn route_resources_reroute_live_and_report_status() {
     assert!(kube.wait_until(Duration::from_secs(10), |k| ready(k, "quiet").is_some_and(|c| c.status == "True")).await);
     let muted = env.sim.request("carol", &["auditor"], "");
     let loud = env.sim.request("dave", &["qa"], "");
-    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(&loud.id)).await);
+    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(loud.id())).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!cards(&text(&out)).contains_key(&muted.id));
+    assert!(!cards(&text(&out)).contains_key(muted.id()));
 
     // Deleting the route falls back to static routing.
     kube.delete_json(&format!("{PLURAL}.{GROUP}"), NS, "dev").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let later = env.sim.request("erin", &["dev-x"], "");
-    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).get(&later.id) == Some(&1)).await, "{}", text(&out));
+    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).get(later.id()) == Some(&1)).await, "{}", text(&out));
     plugin.stop.cancel();
     plugin.running.stop(Duration::from_secs(5)).await;
 }
@@ -270,7 +271,7 @@ async fn readiness_follows_the_teleport_connection() {
     let (code, _) = get(&plugin, "/readyz").await;
     assert_eq!(code, 200);
     let out = plugin.out.clone();
-    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(&r.id)).await);
+    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(r.id())).await);
     let (_, metrics) = get(&plugin, "/metrics").await;
     assert!(metrics.contains("teleport_plugin_stream_reconnects_total 1"), "{metrics}");
     plugin.stop.cancel();

@@ -20,8 +20,8 @@ use teleport_plugin::config::{Config, Format};
 
 use teleport_plugin::config::ConnectionMode;
 use teleport_plugin::identity::{Identity, parse_identity_file};
-use teleport_plugin::sim::proxy::{Front, ProxySim, ProxySimConfig};
-use teleport_plugin::sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin_sim::proxy::{Front, ProxySim, ProxySimConfig};
+use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 use teleport_plugin::teleport::plugin_data::{Change, PluginDataStore};
 use teleport_plugin::teleport::route::alpn::{ProxyTarget, TlsRoutingDialer};
 use teleport_plugin::teleport::route::tcp::Net;
@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use teleport_plugin_sim::access::AccessRequestExt;
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -84,23 +85,23 @@ async fn exercise(sim: &TeleportSim, client: Arc<TeleportClient>) {
     state.wait_for(|s| matches!(s, StreamState::Live { .. })).await.unwrap();
 
     let req = sim.request("alice@example.com", &["editor"], "through the proxy");
-    collect_until(&mut rx, |f| matches!(f, Feed::Put(r) if r.id == req.id && r.request_reason == "through the proxy"))
+    collect_until(&mut rx, |f| matches!(f, Feed::Put(r) if r.id == req.id() && r.request_reason == "through the proxy"))
         .await;
 
     let store = PluginDataStore::new(client.clone(), "slack");
     let wrote = store
-        .modify(&req.id, |cur| match cur {
+        .modify(req.id(), |cur| match cur {
             None => Change::Write(RequestData { user: "alice@example.com".into(), ..Default::default() }, true),
             Some(_) => Change::Keep(false),
         })
         .await
         .expect("plugin data write");
     assert!(wrote);
-    assert_eq!(sim.plugin_data(&req.id, "slack").expect("stored")["user"], "alice@example.com");
-    assert_eq!(store.load(&req.id).await.unwrap().unwrap().user, "alice@example.com");
+    assert_eq!(sim.plugin_data(req.id(), "slack").expect("stored")["user"], "alice@example.com");
+    assert_eq!(store.load(req.id()).await.unwrap().unwrap().user, "alice@example.com");
 
-    sim.expire(&req.id);
-    collect_until(&mut rx, |f| *f == Feed::Deleted(req.id.clone())).await;
+    sim.expire(req.id());
+    collect_until(&mut rx, |f| *f == Feed::Deleted(req.id().to_string())).await;
     stop.cancel();
 }
 
@@ -182,8 +183,8 @@ async fn rotate_through(front_kind: Front) {
     let mut data = HashMap::new();
     data.insert("k".to_string(), "v".to_string());
     let req = sim.request("bob", &["editor"], "");
-    c.update_plugin_data("access_request", &req.id, "slack", data, HashMap::new()).await.unwrap();
-    assert_eq!(sim.plugin_data(&req.id, "slack").unwrap()["k"], "v");
+    c.update_plugin_data("access_request", req.id(), "slack", data, HashMap::new()).await.unwrap();
+    assert_eq!(sim.plugin_data(req.id(), "slack").unwrap()["k"], "v");
     stop.cancel();
 }
 
@@ -302,7 +303,7 @@ async fn a_cluster_the_proxy_does_not_have_is_named() {
 #[tokio::test]
 async fn an_identity_from_another_cluster_is_named() {
     let sim = auth().await;
-    let other = teleport_plugin::sim::pki::ClusterPki::new("other.example.com").unwrap();
+    let other = teleport_plugin_sim::pki::ClusterPki::new("other.example.com").unwrap();
     let issued = other.issue_identity("access-plugin", Duration::from_secs(600)).unwrap();
     let foreign = Arc::new(parse_identity_file(issued.identity_file.as_bytes()).unwrap());
     for kind in [Front::Proxy, Front::L7LoadBalancer] {
@@ -472,13 +473,13 @@ async fn start_up_through(kind: Front, path: &str) {
 
     let req = sim.request("alice@example.com", &["dev"], "via the load balancer");
     let posted = tokio::time::timeout(Duration::from_secs(10), async {
-        while sim.plugin_data(&req.id, "console").is_none_or(|d| !d.contains_key("messages")) {
+        while sim.plugin_data(req.id(), "console").is_none_or(|d| !d.contains_key("messages")) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
     assert!(posted.is_ok(), "{}", String::from_utf8_lossy(&out.lock().unwrap()));
-    assert!(String::from_utf8_lossy(&out.lock().unwrap()).contains(&format!("ID: {}", req.id)));
+    assert!(String::from_utf8_lossy(&out.lock().unwrap()).contains(&format!("ID: {}", req.id())));
     if kind == Front::L7LoadBalancer {
         assert!(l7.counts().upgrades >= 1);
     }

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use teleport_plugin::identity::{Identity, parse_identity_file};
-use teleport_plugin::sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 use teleport_plugin::teleport::plugin_data::{Change, PluginDataStore};
 use teleport_plugin::teleport::{ChannelOptions, DirectDialer, Feed, StreamState, TeleportClient, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use teleport_plugin_sim::access::AccessRequestExt;
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -67,25 +68,19 @@ async fn watch_delivers_init_then_typed_put_and_delete() {
     })
     .await;
     let seen = seen.unwrap();
-    assert_eq!(seen.id, created.id);
+    assert_eq!(seen.id, created.id());
     assert_eq!(seen.user, "alice@example.com");
     assert_eq!(seen.roles, vec!["editor"]);
     assert_eq!(seen.request_reason, "fix prod");
     assert!(seen.created.is_some());
 
-    sim.review(&created.id, "bob", true, "looks fine");
+    sim.review(created.id(), "bob", true, "looks fine");
     collect_until(&mut rx, |f| matches!(f, Feed::Put(r) if r.reviews.len() == 1 && r.reviews[0].author == "bob")).await;
-    sim.expire(&created.id);
-    collect_until(&mut rx, |f| *f == Feed::Deleted(created.id.clone())).await;
+    sim.expire(created.id());
+    collect_until(&mut rx, |f| *f == Feed::Deleted(created.id().to_string())).await;
 
     // Access Monitoring Rules arrive typed too.
-    sim.put_rule(teleport_plugin::model::MonitoringRule {
-        name: "r1".into(),
-        subjects: vec!["access_request".into()],
-        condition: "true".into(),
-        notification_name: "slack".into(),
-        recipients: vec!["#ops".into()],
-    });
+    sim.put_rule(teleport_plugin_sim::access::monitoring_rule("r1", &["access_request"], "true", "slack", &["#ops"]));
     collect_until(&mut rx, |f| matches!(f, Feed::RulePut(r) if r.name == "r1" && r.recipients == vec!["#ops"])).await;
     sim.delete_rule("r1");
     collect_until(&mut rx, |f| *f == Feed::RuleDeleted("r1".into())).await;
@@ -117,7 +112,7 @@ async fn stream_drop_mid_burst_reconnects_and_catches_up_on_the_gap() {
 
     let mut expected = HashSet::new();
     for i in 0..40 {
-        expected.insert(sim.request(&format!("user{i}"), &["editor"], "burst").id);
+        expected.insert(sim.request(&format!("user{i}"), &["editor"], "burst").id().to_string());
         if i == 20 {
             // Cut the stream and keep Auth unreachable while requests keep coming.
             sim.refuse_connections_for(Duration::from_millis(300));
@@ -152,7 +147,7 @@ async fn list_falls_back_to_the_streaming_call_on_older_servers() {
 #[tokio::test]
 async fn listing_pages_through_every_request() {
     let sim = sim().await;
-    let mut ids: Vec<String> = (0..1234).map(|i| sim.request(&format!("u{i}"), &["r"], "").id).collect();
+    let mut ids: Vec<String> = (0..1234).map(|i| sim.request(&format!("u{i}"), &["r"], "").id().to_string()).collect();
     let c = client(&sim, identity(&sim)).await;
     let mut listed: Vec<String> = c.list_access_requests().await.unwrap().into_iter().map(|r| r.id).collect();
     ids.sort();
@@ -170,7 +165,7 @@ async fn concurrent_cas_writers_converge() {
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let store = store.clone();
-        let id = req.id.clone();
+        let id = req.id().to_string();
         tasks.push(tokio::spawn(async move {
             for _ in 0..5 {
                 store
@@ -187,7 +182,7 @@ async fn concurrent_cas_writers_converge() {
     for t in tasks {
         t.await.unwrap();
     }
-    let data = sim.plugin_data(&req.id, "slack").unwrap();
+    let data = sim.plugin_data(req.id(), "slack").unwrap();
     assert_eq!(data["reviews_count"], "80", "every increment applied exactly once");
 }
 
@@ -198,27 +193,27 @@ async fn create_if_absent_refuses_when_another_writer_created_first() {
     let c = client(&sim, identity(&sim)).await;
     let store = PluginDataStore::new(c, "discord");
     let first = store
-        .modify(&req.id, |cur| match cur {
+        .modify(req.id(), |cur| match cur {
             None => Change::Write(teleport_plugin::teleport::RequestData { user: "alice".into(), ..Default::default() }, true),
             Some(_) => Change::Keep(false),
         })
         .await
         .unwrap();
     let second = store
-        .modify(&req.id, |cur| match cur {
+        .modify(req.id(), |cur| match cur {
             None => Change::Write(teleport_plugin::teleport::RequestData { user: "mallory".into(), ..Default::default() }, true),
             Some(_) => Change::Keep(false),
         })
         .await
         .unwrap();
     assert!(first && !second);
-    assert_eq!(sim.plugin_data(&req.id, "discord").unwrap()["user"], "alice");
+    assert_eq!(sim.plugin_data(req.id(), "discord").unwrap()["user"], "alice");
 }
 
 #[tokio::test]
 async fn wrong_ca_fails_with_a_clear_message() {
     let sim = sim().await;
-    let other = teleport_plugin::sim::pki::ClusterPki::new("other.example.com").unwrap();
+    let other = teleport_plugin_sim::pki::ClusterPki::new("other.example.com").unwrap();
     let issued = other.issue_identity("access-plugin", Duration::from_secs(600)).unwrap();
     let id = Arc::new(parse_identity_file(issued.identity_file.as_bytes()).unwrap());
     let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
@@ -266,7 +261,7 @@ async fn a_rotated_identity_that_cannot_connect_keeps_the_current_one() {
     tokio::spawn(watcher.run(stop.clone()));
     collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { .. })).await;
 
-    let foreign = teleport_plugin::sim::pki::ClusterPki::new("other").unwrap();
+    let foreign = teleport_plugin_sim::pki::ClusterPki::new("other").unwrap();
     let bad = foreign.issue_identity("x", Duration::from_secs(600)).unwrap();
     id_tx.send(Arc::new(parse_identity_file(bad.identity_file.as_bytes()).unwrap())).unwrap();
     assert!(
@@ -276,7 +271,7 @@ async fn a_rotated_identity_that_cannot_connect_keeps_the_current_one() {
     assert!(stats.last_rotation_error().unwrap().contains("not signed by any CA"));
     // Still serving on the old identity.
     let r = sim.request("carol", &["editor"], "");
-    collect_until(&mut rx, |f| matches!(f, Feed::Put(x) if x.id == r.id)).await;
+    collect_until(&mut rx, |f| matches!(f, Feed::Put(x) if x.id == r.id())).await;
     assert_eq!(c.connection().identity.fingerprint, first.fingerprint);
     stop.cancel();
 }

@@ -387,7 +387,7 @@ impl RawConfig {
         let web_ca = non_empty(&t.web_ca).map(PathBuf::from);
         if let Some(path) = &web_ca
             && read_files
-            && let Err(e) = crate::teleport::route::load_cas(path)
+            && let Err(e) = crate::identity::cas::load_cas(path)
         {
             chk.problem(format!("teleport.web_ca: {e}"));
         }

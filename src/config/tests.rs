@@ -244,7 +244,7 @@ fn web_ca_is_read_and_checked() {
     assert!(problems(&with(&garbage)).contains("holds no PEM certificate"));
 
     let good = dir.path().join("ca.pem");
-    let ca = crate::sim::pki::ClusterPki::new("web.example.com").unwrap();
+    let ca = teleport_plugin_sim::pki::ClusterPki::new("web.example.com").unwrap();
     std::fs::write(&good, ca.host_ca_pem()).unwrap();
     let cfg = toml(&with(&good)).unwrap();
     assert_eq!(cfg.teleport.web_ca, Some(good));

@@ -14,7 +14,7 @@ use super::plan::Snapshot;
 use super::queue::{Offer, Outcome, Scheduler};
 use super::route::Router;
 use super::worker::Worker;
-use crate::health::Heartbeat;
+use crate::health::{Heartbeat, PipelineStatus};
 use crate::metrics::{KindLabel, Metrics};
 use crate::teleport::{Feed, TeleportClient};
 
@@ -23,15 +23,6 @@ use crate::teleport::{Feed, TeleportClient};
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 /// The loop wakes at least this often, so its heartbeat shows it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// Pipeline state others can watch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PipelineStatus {
-    /// A stream has been announced and the rules for it are loaded.
-    pub ready: bool,
-    /// Requests with work queued, running or waiting for a retry.
-    pub active: usize,
-}
 
 pub struct Pipeline {
     worker: Arc<Worker>,

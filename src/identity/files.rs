@@ -88,7 +88,7 @@ mod tests {
 
     use super::*;
     use crate::identity::parse_identity_file;
-    use crate::sim::pki::ClusterPki;
+    use teleport_plugin_sim::pki::ClusterPki;
 
     fn identity_text(pki: &ClusterPki) -> String {
         pki.issue_identity("plugin", Duration::from_secs(3600)).unwrap().identity_file

@@ -7,6 +7,7 @@
 //! [`IdentityError`] naming the part that is wrong. Private key material never
 //! appears in `Debug` output or error messages.
 
+pub mod cas;
 pub mod files;
 mod parse;
 pub mod publish;
@@ -18,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::teleport::convert::rfc3339;
+use crate::timefmt::rfc3339;
 pub use parse::{parse_identity_file, parse_tls_triple};
 
 /// A loaded, validated Teleport identity.

@@ -6,8 +6,9 @@
 #   tests/charts/run.sh [pytest arguments]
 #
 # Uses a virtualenv in target/chart-venv (created once, reinstalled when
-# requirements.txt changes) and the plugin binary from CARGO_BIN, or builds it
-# with `cargo build` (honouring CARGO_TARGET_DIR).
+# requirements.txt changes) and the plugin binary built from this tree
+# (`cargo build --locked`, honouring CARGO_TARGET_DIR): never a binary from
+# elsewhere, so the charts are checked against the code they ship with.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -29,12 +30,10 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     echo "$want" > "$stamp"
 fi
 
-if [ -z "${CARGO_BIN:-}" ]; then
-    (cd "$root" && cargo build --quiet --bin teleport-plugin)
-    target="${CARGO_TARGET_DIR:-$root/target}"
-    case "$target" in /*) ;; *) target="$root/$target" ;; esac
-    export CARGO_BIN="$target/debug/teleport-plugin"
-fi
+(cd "$root" && cargo build --locked --quiet --bin teleport-plugin)
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+export CARGO_BIN="$target/debug/teleport-plugin"
 
 cd "$here"
 exec "$venv/bin/python" -m pytest -p no:cacheprovider -q "$@"

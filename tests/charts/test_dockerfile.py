@@ -111,6 +111,17 @@ def test_dependencies_are_cached_in_their_own_layer():
     assert "--release" in steps[cook][1]
 
 
+def test_the_image_carries_no_simulator():
+    """The `demo` feature pulls the simulator crate; the image is built without it."""
+    _, stages = dockerfile()
+    builder = {s.name: s for s in stages if s.name}["builder"]
+    runs = [a for c, a in builder.instructions if c == "RUN" and ("cargo build" in a or "cargo chef cook" in a)]
+    assert runs and all("--no-default-features" in a for a in runs), runs
+    cargo = (ROOT / "Cargo.toml").read_text()
+    assert re.search(r'^default = \["demo"\]$', cargo, re.M)
+    assert re.search(r'^demo = \["dep:teleport-plugin-sim"\]$', cargo, re.M)
+
+
 def test_no_protoc_is_installed():
     _, stages = dockerfile()
     for s in stages:

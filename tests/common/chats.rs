@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use teleport_plugin::sim::chat::{
+use teleport_plugin_sim::chat::{
     ChatSim, DiscordSim, DiscordSimConfig, MattermostSim, MattermostSimConfig, SimChannel, SimCore, SimUser, SlackSim,
     SlackSimConfig,
 };

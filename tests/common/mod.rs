@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use teleport_plugin::config::{Config, Format};
-use teleport_plugin::sim::teleport::{SimConfig, TeleportSim};
+use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();

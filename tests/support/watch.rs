@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use teleport_plugin::identity::{Identity, parse_identity_file};
-use teleport_plugin::sim::teleport::TeleportSim;
+use teleport_plugin_sim::teleport::TeleportSim;
 use teleport_plugin::teleport::watch::WatchStats;
 use teleport_plugin::teleport::{Feed, StreamState, TeleportClient, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use teleport_plugin_sim::access::AccessRequestExt;
 
 /// A fresh identity for the plugin user, valid for an hour.
 pub fn identity(sim: &TeleportSim) -> Arc<Identity> {
@@ -68,7 +69,7 @@ impl RotatingWatch {
             tokio::spawn(async move {
                 let mut ids = HashSet::new();
                 for i in 0..burst {
-                    ids.insert(sim.request(&format!("u{i}"), &["editor"], "").id);
+                    ids.insert(sim.request(&format!("u{i}"), &["editor"], "").id().to_string());
                     if i % 10 == 0 {
                         tokio::task::yield_now().await;
                     }

@@ -50,12 +50,10 @@ pub mod web;
 mod ws;
 
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tracing::info;
 
 use self::alpn::{ProxyTarget, TlsRoutingDialer};
@@ -64,6 +62,7 @@ use self::tcp::{Net, port_of};
 use self::upgrade::ConnUpgradeDialer;
 use super::connect::{BoxedIo, Dialer, DirectDialer};
 use crate::config::{ConnectionMode, TeleportConfig};
+pub use crate::identity::cas::{load_cas, parse_cas};
 
 /// Auth's default port: `auto` dials it directly without asking.
 pub const AUTH_PORT: u16 = 3025;
@@ -202,23 +201,6 @@ async fn through_proxy(addr: &str, opts: &RouteOptions) -> Result<(Arc<dyn Diale
     } else {
         Ok((Arc::new(TlsRoutingDialer { target }), why))
     }
-}
-
-/// Reads the PEM certificates of `teleport.web_ca`.
-pub fn load_cas(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse_cas(&pem).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// PEM certificates; at least one.
-pub fn parse_cas(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
-    }
-    Ok(certs)
 }
 
 /// The direct path, with the reason `auto` chose it in its description.

@@ -23,7 +23,7 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use k8s_openapi::api::core::v1::Secret;
-//! use teleport_plugin::sim::kube::KubeSim;
+//! use teleport_plugin_sim::kube::KubeSim;
 //!
 //! let sim = KubeSim::start().await;
 //! let secrets: kube::Api<Secret> = kube::Api::default_namespaced(sim.client());

@@ -3,16 +3,16 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
-        "proto/teleport/wrappers.proto",
-        "proto/teleport/types.proto",
-        "proto/teleport/header.proto",
-        "proto/teleport/access_monitoring_rules.proto",
-        "proto/teleport/authservice.proto",
+        "teleport/wrappers.proto",
+        "teleport/types.proto",
+        "teleport/header.proto",
+        "teleport/access_monitoring_rules.proto",
+        "teleport/authservice.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
-    let fds = protox::compile(files, ["proto"])?;
+    let fds = protox::compile(files, ["."])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -45,7 +45,6 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::teleport::TeleportSim;
-use crate::teleport::route::alpn::{AUTH_ALPN_PREFIX, cluster_of_alpn};
 
 /// What stands at the Proxy's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +253,7 @@ where
         if ctx.cfg.tls_routing {
             for p in &protocols {
                 if p.starts_with(AUTH_ALPN_PREFIX.as_bytes()) {
-                    return pass_to_auth(io, recorded, cluster_of_alpn(p), ctx).await;
+                    return pass_to_auth(io, recorded, routed_cluster(p), ctx).await;
                 }
                 if p.starts_with(b"teleport-") {
                     // Negotiated like the real router, then closed: the
@@ -461,5 +460,36 @@ where
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
             },
         }
+    }
+}
+
+/// ALPN prefix of the Proxy's TLS route to a cluster's Auth service.
+const AUTH_ALPN_PREFIX: &str = "teleport-auth@";
+
+/// The cluster a `teleport-auth@<hex(cluster)>.teleport.cluster.local`
+/// protocol names, read as the Proxy's router reads it (upstream's
+/// `DecodeClusterName`): the hex between the `@` and the first dot. `None`
+/// when it does not decode, which the Proxy answers by closing the
+/// connection.
+fn routed_cluster(protocol: &[u8]) -> Option<String> {
+    let rest = protocol.strip_prefix(AUTH_ALPN_PREFIX.as_bytes())?;
+    let hex_part = rest.split(|b| *b == b'.').next()?;
+    if rest.get(hex_part.len()..)? != b".teleport.cluster.local" {
+        return None;
+    }
+    String::from_utf8(hex::decode(hex_part).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::routed_cluster;
+
+    #[test]
+    fn reads_the_cluster_of_a_routing_protocol() {
+        let p = format!("teleport-auth@{}.teleport.cluster.local", hex::encode("sim.example.com"));
+        assert_eq!(routed_cluster(p.as_bytes()).as_deref(), Some("sim.example.com"));
+        assert_eq!(routed_cluster(b"teleport-auth@zz.teleport.cluster.local"), None, "not hex");
+        assert_eq!(routed_cluster(b"teleport-auth@6162.example.com"), None, "other suffix");
+        assert_eq!(routed_cluster(b"h2"), None);
     }
 }

@@ -25,13 +25,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
-use super::pki::{ClusterPki, IssuedIdentity};
-use crate::model::{AccessRequest, MonitoringRule, RequestState, Review};
-use crate::pb::proto::{self, auth_service_server as auth_srv};
-use crate::pb::teleport::accessmonitoringrules::v1 as amr;
-use crate::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
-use crate::pb::types;
-use crate::teleport::convert;
+use crate::pki::{ClusterPki, IssuedIdentity};
+use crate::access::{self, AccessRequestExt};
+use teleport_plugin_proto::proto::{self, auth_service_server as auth_srv};
+use teleport_plugin_proto::teleport::accessmonitoringrules::v1 as amr;
+use teleport_plugin_proto::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
+use teleport_plugin_proto::types;
 
 /// Knobs fixed at start.
 #[derive(Debug, Clone)]
@@ -64,11 +63,11 @@ type PluginEntries = HashMap<String, HashMap<String, String>>;
 
 #[derive(Default)]
 struct Store {
-    requests: BTreeMap<String, AccessRequest>,
+    requests: BTreeMap<String, types::AccessRequestV3>,
     /// (kind, resource) → plugin → data. Survives request deletion.
     plugin_data: HashMap<(String, String), PluginEntries>,
     roles: HashMap<String, Vec<String>>,
-    rules: BTreeMap<String, MonitoringRule>,
+    rules: BTreeMap<String, amr::AccessMonitoringRule>,
 }
 
 #[derive(Default)]
@@ -169,17 +168,29 @@ impl TeleportSim {
 
     // ---- access requests -------------------------------------------------
 
-    /// Creates a pending request (id, created and expiry filled in when empty).
-    pub fn create_request(&self, mut req: AccessRequest) -> AccessRequest {
-        if req.id.is_empty() {
-            req.id = uuid::Uuid::new_v4().to_string();
+    /// Creates a pending request as Auth does: assigns an id when empty, sets
+    /// the state to PENDING, and fills creation and expiry times (spec and
+    /// metadata) when unset.
+    pub fn create_request(&self, mut req: types::AccessRequestV3) -> types::AccessRequestV3 {
+        if req.id().is_empty() {
+            req.metadata_mut().name = uuid::Uuid::new_v4().to_string();
         }
-        req.state = RequestState::Pending;
         let now = SystemTime::now();
-        req.created.get_or_insert(now);
-        req.expires.get_or_insert(now + Duration::from_secs(3600));
+        let spec = req.spec_mut();
+        spec.state = types::RequestState::Pending as i32;
+        if access::is_unset(spec.created.as_ref()) {
+            spec.created = Some(access::timestamp(now));
+        }
+        if access::is_unset(spec.expires.as_ref()) {
+            spec.expires = Some(access::timestamp(now + access::DEFAULT_REQUEST_TTL));
+        }
+        let expires = spec.expires;
+        let meta = req.metadata_mut();
+        if access::is_unset(meta.expires.as_ref()) {
+            meta.expires = expires;
+        }
         self.inner.put_request(req.clone());
-        self.inner.emitted.lock().expect("poisoned").insert(req.id.clone(), Instant::now());
+        self.inner.emitted.lock().expect("poisoned").insert(req.id().to_string(), Instant::now());
         req
     }
 
@@ -194,48 +205,46 @@ impl TeleportSim {
     }
 
     /// Shorthand: a pending request for `roles` by `user` with a reason.
-    pub fn request(&self, user: &str, roles: &[&str], reason: &str) -> AccessRequest {
-        let mut r = AccessRequest::new_pending("", user, roles.iter().map(|s| s.to_string()).collect());
-        r.request_reason = reason.into();
+    pub fn request(&self, user: &str, roles: &[&str], reason: &str) -> types::AccessRequestV3 {
+        let mut r = access::new_request(user, roles);
+        r.spec_mut().request_reason = reason.into();
         self.create_request(r)
     }
 
-    pub fn get_request(&self, id: &str) -> Option<AccessRequest> {
+    pub fn get_request(&self, id: &str) -> Option<types::AccessRequestV3> {
         self.inner.store.lock().expect("poisoned").requests.get(id).cloned()
     }
 
     /// Adds a review without resolving the request.
-    pub fn review(&self, id: &str, author: &str, approve: bool, reason: &str) -> Option<AccessRequest> {
+    pub fn review(&self, id: &str, author: &str, approve: bool, reason: &str) -> Option<types::AccessRequestV3> {
+        self.inner.update_request(id, |r| r.spec_mut().reviews.push(access::review(author, approve, reason)))
+    }
+
+    pub fn approve(&self, id: &str, reason: &str) -> Option<types::AccessRequestV3> {
+        self.resolve(id, types::RequestState::Approved, reason)
+    }
+
+    pub fn deny(&self, id: &str, reason: &str) -> Option<types::AccessRequestV3> {
+        self.resolve(id, types::RequestState::Denied, reason)
+    }
+
+    /// Promotes the request to an Access List (Teleport Identity Governance).
+    pub fn promote(&self, id: &str, access_list_title: &str) -> Option<types::AccessRequestV3> {
         self.inner.update_request(id, |r| {
-            r.reviews.push(Review {
-                author: author.into(),
-                roles: vec!["reviewer".into()],
-                proposed_state: if approve { RequestState::Approved } else { RequestState::Denied },
-                reason: reason.into(),
-                created: Some(SystemTime::now()),
+            let spec = r.spec_mut();
+            spec.state = types::RequestState::Promoted as i32;
+            spec.access_list = Some(types::PromotedAccessList {
+                name: uuid::Uuid::new_v4().to_string(),
+                title: access_list_title.into(),
             });
         })
     }
 
-    pub fn approve(&self, id: &str, reason: &str) -> Option<AccessRequest> {
-        self.resolve(id, RequestState::Approved, reason)
-    }
-
-    pub fn deny(&self, id: &str, reason: &str) -> Option<AccessRequest> {
-        self.resolve(id, RequestState::Denied, reason)
-    }
-
-    pub fn promote(&self, id: &str, access_list_title: &str) -> Option<AccessRequest> {
+    pub fn resolve(&self, id: &str, state: types::RequestState, reason: &str) -> Option<types::AccessRequestV3> {
         self.inner.update_request(id, |r| {
-            r.state = RequestState::Promoted;
-            r.promoted_to = Some(access_list_title.into());
-        })
-    }
-
-    pub fn resolve(&self, id: &str, state: RequestState, reason: &str) -> Option<AccessRequest> {
-        self.inner.update_request(id, |r| {
-            r.state = state;
-            r.resolve_reason = reason.into();
+            let spec = r.spec_mut();
+            spec.state = state as i32;
+            spec.resolve_reason = reason.into();
         })
     }
 
@@ -244,7 +253,7 @@ impl TeleportSim {
         self.inner.delete_request(id)
     }
 
-    pub fn requests(&self) -> Vec<AccessRequest> {
+    pub fn requests(&self) -> Vec<types::AccessRequestV3> {
         self.inner.store.lock().expect("poisoned").requests.values().cloned().collect()
     }
 
@@ -255,10 +264,13 @@ impl TeleportSim {
         s.roles.insert(name.into(), logins.iter().map(|l| l.to_string()).collect());
     }
 
-    pub fn put_rule(&self, rule: MonitoringRule) {
+    /// Creates or replaces an Access Monitoring Rule (see
+    /// [`access::monitoring_rule`]) and announces it.
+    pub fn put_rule(&self, rule: amr::AccessMonitoringRule) {
         let mut s = self.inner.store.lock().expect("poisoned");
-        let ev = event(proto::Operation::Put, proto::event::Resource::AccessMonitoringRule(convert::rule_to_pb(&rule)));
-        s.rules.insert(rule.name.clone(), rule);
+        let name = rule.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let ev = event(proto::Operation::Put, proto::event::Resource::AccessMonitoringRule(rule.clone()));
+        s.rules.insert(name, rule);
         let _ = self.inner.events.send(ev);
     }
 
@@ -378,22 +390,23 @@ fn header_delete(kind: &str, version: &str, name: &str) -> proto::Event {
 
 impl Inner {
     /// Stores and announces a request; the lock orders events like writes.
-    fn put_request(&self, req: AccessRequest) {
+    fn put_request(&self, req: types::AccessRequestV3) {
         let mut s = self.store.lock().expect("poisoned");
-        let ev = event(proto::Operation::Put, proto::event::Resource::AccessRequest(convert::request_to_pb(&req)));
-        s.requests.insert(req.id.clone(), req);
+        let ev = event(proto::Operation::Put, proto::event::Resource::AccessRequest(req.clone()));
+        s.requests.insert(req.id().to_string(), req);
         let _ = self.events.send(ev);
     }
 
-    fn update_request(&self, id: &str, f: impl FnOnce(&mut AccessRequest)) -> Option<AccessRequest> {
+    fn update_request(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut types::AccessRequestV3),
+    ) -> Option<types::AccessRequestV3> {
         let mut s = self.store.lock().expect("poisoned");
         let r = s.requests.get_mut(id)?;
         f(r);
         let r = r.clone();
-        let _ = self.events.send(event(
-            proto::Operation::Put,
-            proto::event::Resource::AccessRequest(convert::request_to_pb(&r)),
-        ));
+        let _ = self.events.send(event(proto::Operation::Put, proto::event::Resource::AccessRequest(r.clone())));
         Some(r)
     }
 
@@ -431,10 +444,11 @@ type RequestStream = Pin<Box<dyn Stream<Item = Result<types::AccessRequestV3, St
 
 const SUPPORTED_KINDS: &[&str] = &["access_request", "access_monitoring_rule"];
 
-fn request_matches(r: &AccessRequest, f: &types::AccessRequestFilter) -> bool {
-    (f.id.is_empty() || f.id == r.id)
-        && (f.user.is_empty() || f.user == r.user)
-        && (f.state == 0 || convert::state_to_pb(r.state) == f.state)
+fn request_matches(r: &types::AccessRequestV3, f: &types::AccessRequestFilter) -> bool {
+    let spec = r.spec.as_ref();
+    (f.id.is_empty() || f.id == r.id())
+        && (f.user.is_empty() || spec.is_some_and(|s| s.user == f.user))
+        && (f.state == 0 || r.state() as i32 == f.state)
 }
 
 #[tonic::async_trait]
@@ -605,8 +619,8 @@ impl auth_srv::AuthService for Service {
             .range(r.start_key.clone()..)
             .map(|(_, v)| v)
             .filter(|v| request_matches(v, &filter));
-        let page: Vec<_> = items.by_ref().take(limit).map(convert::request_to_pb).collect();
-        let next_key = items.next().map(|v| v.id.clone()).unwrap_or_default();
+        let page: Vec<_> = items.by_ref().take(limit).cloned().collect();
+        let next_key = items.next().map(|v| v.id().to_string()).unwrap_or_default();
         Ok(Response::new(proto::ListAccessRequestsResponse { access_requests: page, next_key }))
     }
 
@@ -620,7 +634,7 @@ impl auth_srv::AuthService for Service {
         let f = req.into_inner();
         let items: Vec<_> = {
             let s = self.0.store.lock().expect("poisoned");
-            s.requests.values().filter(|r| request_matches(r, &f)).map(|r| Ok(convert::request_to_pb(r))).collect()
+            s.requests.values().filter(|r| request_matches(r, &f)).map(|r| Ok(r.clone())).collect()
         };
         Ok(Response::new(Box::pin(futures::stream::iter(items))))
     }
@@ -651,19 +665,22 @@ impl auth_srv::AuthService for Service {
     ) -> Result<Response<types::AccessRequestV3>, Status> {
         self.0.enter("SubmitAccessReview").await?;
         let sub = req.into_inner();
-        let review = convert::review_from_submission(&sub.review.unwrap_or_default());
+        let review = sub.review.unwrap_or_default();
+        let decisive = [types::RequestState::Approved as i32, types::RequestState::Denied as i32];
         let updated = self
             .0
             .update_request(&sub.request_id, |r| {
+                let pending = r.state() == types::RequestState::Pending;
+                let spec = r.spec_mut();
                 // One approval or denial resolves the request (default thresholds).
-                if r.state == RequestState::Pending && review.proposed_state.is_resolved() {
-                    r.state = review.proposed_state;
-                    r.resolve_reason = review.reason.clone();
+                if pending && decisive.contains(&review.proposed_state) {
+                    spec.state = review.proposed_state;
+                    spec.resolve_reason = review.reason.clone();
                 }
-                r.reviews.push(review);
+                spec.reviews.push(review);
             })
             .ok_or_else(|| Status::not_found(format!("access request {:?} not found", sub.request_id)))?;
-        Ok(Response::new(convert::request_to_pb(&updated)))
+        Ok(Response::new(updated))
     }
 }
 
@@ -686,8 +703,10 @@ impl amr_srv::AccessMonitoringRulesService for Service {
         self.0.enter("ListAccessMonitoringRulesWithFilter").await?;
         let r = req.into_inner();
         let (rules, next_page_token) = self.page_rules(r.page_size, &r.page_token, |rule| {
-            (r.subjects.is_empty() || r.subjects.iter().any(|s| rule.subjects.contains(s)))
-                && (r.notification_name.is_empty() || rule.notification_name == r.notification_name)
+            let spec = rule.spec.clone().unwrap_or_default();
+            let notification = spec.notification.unwrap_or_default().name;
+            (r.subjects.is_empty() || r.subjects.iter().any(|s| spec.subjects.contains(s)))
+                && (r.notification_name.is_empty() || notification == r.notification_name)
         });
         Ok(Response::new(amr::ListAccessMonitoringRulesWithFilterResponse { rules, next_page_token }))
     }
@@ -698,13 +717,14 @@ impl Service {
         &self,
         page_size: i64,
         token: &str,
-        keep: impl Fn(&MonitoringRule) -> bool,
+        keep: impl Fn(&amr::AccessMonitoringRule) -> bool,
     ) -> (Vec<amr::AccessMonitoringRule>, String) {
         let s = self.0.store.lock().expect("poisoned");
         let size = if page_size <= 0 { 1000 } else { page_size as usize };
         let mut it = s.rules.range(token.to_string()..).map(|(_, r)| r).filter(|r| keep(r));
-        let page = it.by_ref().take(size).map(convert::rule_to_pb).collect();
-        (page, it.next().map(|r| r.name.clone()).unwrap_or_default())
+        let page = it.by_ref().take(size).cloned().collect();
+        let next = it.next().and_then(|r| r.metadata.as_ref()).map(|m| m.name.clone()).unwrap_or_default();
+        (page, next)
     }
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{SlackError, err};
-use crate::sim::chat::common::char_len;
+use crate::chat::common::char_len;
 
 const MAX_BLOCKS: usize = 50;
 const MAX_BLOCK_ID: usize = 255;
