@@ -15,6 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
 shift || true
+# A bound under one second would run nothing and still pass.
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
+    echo "fuzz/run.sh: seconds per target must be a whole number of at least 1 (FUZZ_SECONDS), got '$seconds'" >&2
+    exit 2
+fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(identity config_toml config_yaml predicate render)
