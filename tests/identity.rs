@@ -1,9 +1,12 @@
 //! Identity parsing: valid identities load, malformed ones name the part.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use teleport_plugin::identity::{IdentityError, parse_identity_file, parse_tls_triple};
-use teleport_plugin_sim::pki::{ClusterPki, IssuedIdentity};
+use teleport_plugin::teleport::{ChannelOptions, DirectDialer, TeleportClient};
+use teleport_plugin_sim::pki::{ClusterPki, IssuedIdentity, KeyAlgorithm};
+use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 
 fn issued() -> IssuedIdentity {
     ClusterPki::new("example.com").unwrap().issue_identity("access-plugin", Duration::from_secs(3600)).unwrap()
@@ -162,4 +165,44 @@ fn a_corrupt_ssh_certificate_is_described_without_quoting_it() {
     let msg = err(&with_ssh_line(&i, &line));
     assert!(msg.contains("the SSH certificate on line") && msg.contains("malformed"), "{msg}");
     assert!(!msg.contains(key_line), "the error quotes the file: {msg}");
+}
+
+/// Identity files with each key type Teleport issues: Ed25519, ECDSA P-256
+/// (`balanced-v1` clusters and tbot) and RSA 2048 (the legacy suite), with
+/// the key in the PEM form Teleport writes for it.
+#[test]
+fn identity_files_of_every_key_type_load() {
+    let pki = ClusterPki::new("example.com").unwrap();
+    let now = SystemTime::now();
+    for alg in KeyAlgorithm::ALL {
+        let i = pki.issue_identity_with("access-plugin", now - Duration::from_secs(60), now + Duration::from_secs(3600), alg).unwrap();
+        let pem_kind = if alg == KeyAlgorithm::Rsa2048 { "-----BEGIN RSA PRIVATE KEY-----" } else { "-----BEGIN PRIVATE KEY-----" };
+        assert!(i.identity_file.starts_with(pem_kind), "{alg:?}: {}", &i.identity_file[..40]);
+        let id = parse_identity_file(i.identity_file.as_bytes()).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        assert_eq!(id.username, "access-plugin", "{alg:?}");
+        let ssh = id.ssh.as_ref().unwrap_or_else(|| panic!("{alg:?}: SSH certificate read"));
+        assert_eq!(ssh.algorithm, alg.ssh_cert_type(), "{alg:?}");
+        assert_eq!(ssh.principals, vec!["access-plugin"], "{alg:?}");
+        let triple = parse_tls_triple(i.cert_pem.as_bytes(), i.key_pem.as_bytes(), i.cas_pem.as_bytes());
+        assert!(triple.is_ok(), "{alg:?}: {:?}", triple.err());
+    }
+}
+
+/// The client authenticates to Auth with each key type (mutual TLS signs
+/// with the identity's key).
+#[tokio::test]
+async fn the_client_connects_with_every_key_type() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    let now = SystemTime::now();
+    for alg in KeyAlgorithm::ALL {
+        let i = sim.pki().issue_identity_with("access-plugin", now - Duration::from_secs(60), now + Duration::from_secs(3600), alg).unwrap();
+        let id = Arc::new(parse_identity_file(i.identity_file.as_bytes()).unwrap());
+        let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
+        let (client, info) = TeleportClient::connect(dialer, id, ChannelOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{alg:?}: {e:#}"));
+        assert_eq!(info.cluster_name, sim.cluster_name(), "{alg:?}");
+        client.ping().await.unwrap_or_else(|e| panic!("{alg:?}: {e:#}"));
+    }
 }
