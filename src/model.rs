@@ -80,7 +80,8 @@ pub struct AccessRequest {
     pub roles: Vec<String>,
     pub state: RequestState,
     pub created: Option<SystemTime>,
-    /// When the request itself expires (pending requests are deleted then).
+    /// When the request itself expires (`Metadata.Expires`: Auth deletes a
+    /// pending request then).
     pub expires: Option<SystemTime>,
     pub request_reason: String,
     pub resolve_reason: String,

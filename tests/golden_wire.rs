@@ -64,6 +64,7 @@ fn access_request_bytes() -> Vec<u8> {
     let mut w = W::default();
     w.str(1, "access_request").str(3, "v3");
     w.msg(4, |m| {
+        // The request's own expiry (its TTL), distinct from the access expiry below.
         m.str(1, "req-1").str(2, "default").map_str(5, "env", "prod").ts(6, 1_700_003_600);
     });
     w.msg(5, |s| {
@@ -71,7 +72,7 @@ fn access_request_bytes() -> Vec<u8> {
         s.str(2, "editor").str(2, "auditor");
         s.uint(3, 1); // PENDING
         s.ts(4, 1_700_000_000);
-        s.ts(5, 1_700_003_600);
+        s.ts(5, 1_700_108_000); // Spec.Expires: when the granted access would end
         s.str(6, "deploy hotfix");
         s.str(7, "resolved because");
         s.msg(9, |a| {

@@ -141,8 +141,12 @@ impl AccessRequestExt for types::AccessRequestV3 {
     }
 }
 
-/// Default lifetime of a pending request (Auth's default request TTL).
+/// Default lifetime of a pending request (its TTL, `Metadata.Expires`).
 pub const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(3600);
+
+/// Default end of the access an approval would grant (`Spec.Expires`,
+/// upstream's access expiry): Teleport's maximum certificate duration.
+pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(30 * 3600);
 
 /// `true` when the protobuf timestamp is unset (absent or Go's zero time).
 pub fn is_unset(ts: Option<&prost_types::Timestamp>) -> bool {

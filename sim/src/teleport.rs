@@ -169,8 +169,8 @@ impl TeleportSim {
     // ---- access requests -------------------------------------------------
 
     /// Creates a pending request as Auth does: assigns an id when empty, sets
-    /// the state to PENDING, and fills creation and expiry times (spec and
-    /// metadata) when unset.
+    /// the state to PENDING, and fills the creation time, the request's TTL
+    /// (`Metadata.Expires`) and the access expiry (`Spec.Expires`) when unset.
     pub fn create_request(&self, mut req: types::AccessRequestV3) -> types::AccessRequestV3 {
         if req.id().is_empty() {
             req.metadata_mut().name = uuid::Uuid::new_v4().to_string();
@@ -182,12 +182,11 @@ impl TeleportSim {
             spec.created = Some(access::timestamp(now));
         }
         if access::is_unset(spec.expires.as_ref()) {
-            spec.expires = Some(access::timestamp(now + access::DEFAULT_REQUEST_TTL));
+            spec.expires = Some(access::timestamp(now + access::DEFAULT_ACCESS_TTL));
         }
-        let expires = spec.expires;
         let meta = req.metadata_mut();
         if access::is_unset(meta.expires.as_ref()) {
-            meta.expires = expires;
+            meta.expires = Some(access::timestamp(now + access::DEFAULT_REQUEST_TTL));
         }
         self.inner.put_request(req.clone());
         self.inner.emitted.lock().expect("poisoned").insert(req.id().to_string(), Instant::now());

@@ -120,7 +120,9 @@ pub fn request_from_pb(r: &types::AccessRequestV3) -> AccessRequest {
         roles: spec.roles,
         state: state_from_pb(spec.state),
         created: time_from_pb(spec.created.as_ref()),
-        expires: time_from_pb(spec.expires.as_ref()),
+        // The request's TTL is its resource expiry; `Spec.Expires` is when
+        // the access it grants would end (upstream's `GetAccessExpiry`).
+        expires: time_from_pb(meta.expires.as_ref()),
         request_reason: spec.request_reason,
         resolve_reason: spec.resolve_reason,
         system_annotations: labels_from_pb(spec.system_annotations.as_ref()),
