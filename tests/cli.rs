@@ -154,7 +154,19 @@ async fn sigterm_exits_cleanly_and_secrets_never_reach_the_logs() {
     ));
     let path = write(&env, "slack.toml", &cfg);
     let mut child = spawn(&["start", "--config", &path, "--debug"]);
-    let posted = |slack: &SlackSim| slack.messages().iter().filter(|m| m.thread_ts.is_none()).count();
+    // Cards per request id (from the metadata the plugin attaches), so a
+    // duplicate of one request cannot hide behind a missing other.
+    let cards = |slack: &SlackSim| {
+        let mut per_request = std::collections::HashMap::<String, usize>::new();
+        for m in slack.messages().iter().filter(|m| m.thread_ts.is_none()) {
+            let md = m.metadata.as_ref().expect("cards carry metadata");
+            if md["event_payload"]["kind"] == "card" {
+                *per_request.entry(md["event_payload"]["request_id"].as_str().unwrap().to_string()).or_default() += 1;
+            }
+        }
+        per_request
+    };
+    let posted = |slack: &SlackSim| cards(slack).len();
     let ids: Vec<String> = (0..30).map(|i| env.sim.request(&format!("u{i}"), &["x"], "sigterm").id().to_string()).collect();
     assert!(eventually(Duration::from_secs(30), || posted(&slack) >= 5).await, "the plugin started posting");
     slack.set_response_delay(Duration::from_millis(50));
@@ -179,7 +191,11 @@ async fn sigterm_exits_cleanly_and_secrets_never_reach_the_logs() {
     .await
     .unwrap();
     assert!(done, "all requests posted after the restart");
-    assert_eq!(posted(&slack), ids.len(), "each request posted exactly once");
+    let counts = cards(&slack);
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "request {id} posted exactly once: {counts:?}");
+    }
+    assert_eq!(counts.len(), ids.len(), "nothing else posted: {counts:?}");
 
     // No secret in any output.
     let identity = std::fs::read_to_string(&env.identity_path).unwrap();
