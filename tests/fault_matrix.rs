@@ -213,19 +213,24 @@ async fn expired_identity() {
     assert!(err.contains("expired") && err.contains("Renew it"), "{err}");
 }
 
+/// A rollout with a broken configuration (`helm upgrade` with bad values):
+/// the new process refuses to start, naming every bad key, and the plugin
+/// already running keeps delivering.
 #[tokio::test]
 async fn invalid_config_is_refused_and_leaves_the_running_plugin_alone() {
     let env = Env::new().await;
     let sim = Sim::start("slack").await;
     let running = start(&env, &sim, "").await;
-    let ids = burst(&env, 10, "ok");
-    // A second instance with a broken configuration is refused with the key named.
-    let bad = format!("{}[plugin]\nconcurrency = 0\nclaim_lease = \"soon\"\n", sim.section());
-    let err = teleport_plugin::config::Config::parse(&env.config_text(&bad), teleport_plugin::config::Format::Toml, "bad.toml")
-        .err()
-        .unwrap()
-        .to_string();
+    let mut ids = burst(&env, 10, "ok");
+    let bad = env.dir.path().join("bad.toml");
+    std::fs::write(&bad, env.config_text(&format!("{}[plugin]\nconcurrency = 0\nclaim_lease = \"soon\"\n", sim.section()))).unwrap();
+    let out = tokio::task::spawn_blocking(move || Command::new(BIN).args(["start", "--config"]).arg(&bad).output().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("plugin.concurrency: 0 is out of range") && err.contains("plugin.claim_lease"), "{err}");
+    ids.extend(burst(&env, 10, "after"));
     let counts = settle(&sim, &ids, Duration::from_secs(20)).await;
     exactly_once("invalid config next to a running plugin", &ids, &counts);
     running.stop(Duration::from_secs(5)).await;
