@@ -79,11 +79,18 @@ async fn teleport_stream_dropped_mid_burst() {
     let running = start(&env, &sim, "").await;
     let mut ids = burst(&env, 50, "a");
     env.sim.drop_streams();
+    // The stream comes back (a second INIT) while burst "a" is in flight.
+    assert!(env.sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 2).await, "stream re-opened");
     ids.extend(burst(&env, 50, "b"));
     env.sim.drop_connections();
+    assert!(env.sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 3).await, "reconnected");
     ids.extend(burst(&env, 50, "c"));
     let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
     exactly_once("stream dropped mid-burst", &ids, &counts);
+    // Both faults landed: the stream was re-opened twice (one INIT each).
+    let reconnects = running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reconnects >= 2, "reconnects: {reconnects}");
+    assert!(env.sim.watch_inits().len() >= 3, "watch streams opened: {}", env.sim.watch_inits().len());
     running.stop(Duration::from_secs(5)).await;
 }
 
@@ -145,6 +152,16 @@ async fn chat_timeouts() {
     sim.core().set_response_delay(Duration::ZERO);
     let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
     exactly_once("chat timeouts", &ids, &counts);
+    // The fault landed: posts the client gave up on (which the simulator
+    // still applied) were found in the channel instead of posted again.
+    let abandoned = sim
+        .core()
+        .calls()
+        .iter()
+        .filter(|c| c.endpoint == "chat.postMessage" && c.status == teleport_plugin_sim::chat::STATUS_CLIENT_CLOSED)
+        .count();
+    assert!(abandoned >= 1, "no post timed out");
+    assert!(sim.core().calls().iter().any(|c| c.endpoint == "conversations.history"), "interrupted posts looked up");
     running.stop(Duration::from_secs(5)).await;
 }
 
