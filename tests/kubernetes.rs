@@ -277,3 +277,37 @@ async fn readiness_follows_the_teleport_connection() {
     plugin.stop.cancel();
     plugin.running.stop(Duration::from_secs(5)).await;
 }
+
+/// The API server drops every watch and compacts its history (etcd
+/// compaction), so the watcher's resume fails with 410 Gone: the plugin
+/// re-lists and still follows the next rotation.
+#[tokio::test]
+async fn secret_is_followed_through_watch_drops_and_compaction() {
+    let env = Env::new().await;
+    let kube = KubeSim::start().await;
+    let first = env.sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap();
+    kube.create_json(secret(&first.identity_file)).unwrap();
+    let plugin = start(&env, &kube, &config(&env, "")).await;
+    let lists_before = kube.request_count("list", "secrets");
+
+    // Writes the watcher has not seen yet, then history compacted past them
+    // and the watch cut: resuming from the old resourceVersion gets 410.
+    for _ in 0..3 {
+        kube.create_json(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("noise-{}", kube.resource_version()), "namespace": NS}})).unwrap();
+    }
+    kube.compact();
+    kube.drop_watches();
+    let second = env.sim.issue_identity("access-plugin", Duration::from_secs(7200)).unwrap();
+    rotate(&kube, &second.identity_file);
+
+    let rotated = || plugin.running.watch_stats.rotations.load(std::sync::atomic::Ordering::Relaxed) == 1;
+    assert!(eventually(Duration::from_secs(20), rotated).await, "rotation followed after the watch was dropped and history compacted");
+    // Resuming from the compacted resourceVersion is answered 410 Expired;
+    // only a fresh list recovers from that.
+    assert!(kube.request_count("list", "secrets") > lists_before, "the watcher re-listed after 410 Expired");
+    let r = env.sim.request("after-compaction", &["x"], "");
+    let out = plugin.out.clone();
+    assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(r.id())).await, "still delivering");
+    plugin.stop.cancel();
+    plugin.running.stop(Duration::from_secs(5)).await;
+}
