@@ -232,6 +232,26 @@ async fn route_resources_reroute_live_and_report_status() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!cards(&text(&out)).contains_key(muted.id()));
 
+    // Watches dropped and history compacted: the route watcher re-lists and
+    // still applies the next edit.
+    let lists = kube.request_count("list", PLURAL);
+    for i in 0..3 {
+        kube.create_json(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("noise-{i}"), "namespace": NS}})).unwrap();
+    }
+    kube.compact();
+    kube.drop_watches();
+    kube.patch_json(
+        &format!("{PLURAL}.{GROUP}"),
+        NS,
+        "dev",
+        &json!({"spec": {"rules": [{"name": "dev", "match": {"roles": ["dev-*"]}, "recipients": {"console": ["#crd-relisted"]}}]}}),
+    )
+    .unwrap();
+    assert!(kube.wait_until(Duration::from_secs(20), |k| ready(k, "dev").is_some_and(|c| c.observed_generation == Some(3))).await);
+    assert!(kube.request_count("list", PLURAL) > lists, "re-listed after 410 Expired");
+    env.sim.request("frank", &["dev-db"], "");
+    assert!(eventually(Duration::from_secs(10), || text(&out).contains("post to #crd-relisted (card)")).await, "{}", text(&out));
+
     // Deleting the route falls back to static routing.
     kube.delete_json(&format!("{PLURAL}.{GROUP}"), NS, "dev").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
