@@ -304,6 +304,48 @@ async fn kill_9_mid_broadcast_then_restart() {
     assert!(interrupted > 0, "the kill landed mid-broadcast");
 }
 
+/// Two replicas (real processes, different instance ids); one is killed in
+/// the middle of a broadcast. The survivor takes over what the dead one had
+/// claimed once its lease runs out, and nothing is posted twice, also after
+/// waiting past another lease.
+#[tokio::test]
+async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let lease = Duration::from_secs(2);
+    let write = |id: &str| {
+        let text = env.config_text(&format!("{}[plugin]\ninstance_id = \"{id}\"\nclaim_lease = \"2s\"\nconcurrency = 16\n", sim.section()));
+        let path = env.dir.path().join(format!("{id}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (a, b) = (write("replica-a"), write("replica-b"));
+    let mut first = spawn(&a);
+    let mut second = spawn(&b);
+    sim.core().set_response_delay(Duration::from_millis(40));
+    let ids = burst(&env, 200, "ha");
+    assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 40).await, "posting started");
+    first.kill().unwrap(); // SIGKILL: its claims stay behind
+    first.wait().unwrap();
+    let owned_by_dead = ids
+        .iter()
+        .filter(|id| {
+            env.sim.plugin_data(id, "slack").is_some_and(|d| {
+                d.get("notify_owner").map(String::as_str) == Some("replica-a") && d.contains_key("notify_pending")
+            })
+        })
+        .count();
+    sim.core().set_response_delay(Duration::ZERO);
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    exactly_once("replica killed mid-broadcast", &ids, &counts);
+    // A late takeover would post again only after another lease: look again.
+    tokio::time::sleep(lease * 2).await;
+    exactly_once("replica killed mid-broadcast, past the lease", &ids, &sim.card_counts());
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(owned_by_dead > 0, "the killed replica held unfinished claims when it died");
+}
+
 #[tokio::test]
 async fn invalid_route_resource_is_reported_and_changes_nothing_else() {
     use serde_json::json;
