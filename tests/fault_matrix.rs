@@ -94,6 +94,40 @@ async fn teleport_stream_dropped_mid_burst() {
     running.stop(Duration::from_secs(5)).await;
 }
 
+/// The Teleport-side faults against Discord and Mattermost too (their real
+/// clients, default options): stream dropped, connections cut, Auth refusing
+/// connections for a while, each while a burst is in flight.
+async fn teleport_faults_on(which: &str) {
+    let env = Env::new().await;
+    let sim = Sim::start(which).await;
+    let cfg = env.config(&format!("{}[plugin]\ninstance_id = \"matrix\"\n", sim.section()));
+    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+    let running = launch(&cfg, chats, Extras::default()).await.expect("launch");
+    assert!(running.ready(Duration::from_secs(10)).await);
+    let mut ids = burst(&env, 30, "a");
+    env.sim.drop_streams();
+    assert!(env.sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 2).await, "{which}: stream re-opened");
+    ids.extend(burst(&env, 30, "b"));
+    env.sim.refuse_connections_for(Duration::from_secs(5));
+    env.sim.drop_connections();
+    ids.extend(burst(&env, 30, "c"));
+    assert!(env.sim.wait_until(Duration::from_secs(30), |s| s.watch_inits().len() >= 3).await, "{which}: reconnected");
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    exactly_once(&format!("{which}: Teleport faults"), &ids, &counts);
+    assert!(running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 2, "{which}: both faults landed");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn teleport_faults_with_discord() {
+    teleport_faults_on("discord").await;
+}
+
+#[tokio::test]
+async fn teleport_faults_with_mattermost() {
+    teleport_faults_on("mattermost").await;
+}
+
 #[tokio::test]
 async fn auth_unreachable_for_30_seconds() {
     let env = Env::new().await;
