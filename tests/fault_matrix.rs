@@ -128,6 +128,50 @@ async fn teleport_faults_with_mattermost() {
     teleport_faults_on("mattermost").await;
 }
 
+/// Auth answers plugin-data reads and writes and the catch-up listing with
+/// errors for a while, and every call slowly: each failed step is retried.
+#[tokio::test]
+async fn plugin_data_and_listing_calls_fail_for_a_while() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    env.sim.set_delay(Duration::from_millis(20));
+    for _ in 0..15 {
+        env.sim.fail_next("UpdatePluginData", tonic::Status::unavailable("backend is unavailable"));
+        env.sim.fail_next("GetPluginData", tonic::Status::internal("backend read failed"));
+    }
+    let writes_before = env.sim.calls("UpdatePluginData");
+    let mut ids = burst(&env, 30, "pd");
+    // A dropped stream makes the plugin list requests again; the first
+    // listings fail too.
+    for _ in 0..3 {
+        env.sim.fail_next("ListAccessRequests", tonic::Status::unavailable("backend is unavailable"));
+    }
+    let lists_before = env.sim.calls("ListAccessRequests");
+    env.sim.drop_streams();
+    ids.extend(burst(&env, 30, "pd2"));
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    env.sim.set_delay(Duration::ZERO);
+    exactly_once("plugin data and listing failures", &ids, &counts);
+    assert!(env.sim.calls("UpdatePluginData") >= writes_before + 15, "the failed writes were made and retried");
+    assert!(env.sim.calls("ListAccessRequests") >= lists_before + 4, "the failed listings were retried");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+/// A watcher that falls behind is closed by Auth (a small event buffer, as
+/// Teleport closes lagging watchers): the plugin re-opens and catches up.
+#[tokio::test]
+async fn lagging_watcher_is_closed_and_catches_up() {
+    let env = Env::with(teleport_plugin_sim::teleport::SimConfig { watcher_buffer: 16, ..Default::default() }).await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    let ids = burst(&env, 300, "lag");
+    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    exactly_once("lagging watcher closed", &ids, &counts);
+    assert!(running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1, "the stream was closed as lagging");
+    running.stop(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn auth_unreachable_for_30_seconds() {
     let env = Env::new().await;
