@@ -30,6 +30,7 @@ fn exactly_once(scenario: &str, ids: &[String], counts: &HashMap<String, usize>)
 }
 
 /// Waits until every id has a card (or the timeout), then lets stragglers land.
+/// For plugins running as separate processes, whose work queue cannot be seen.
 async fn settle(sim: &Sim, ids: &[String], timeout: Duration) -> HashMap<String, usize> {
     eventually(timeout, || {
         let c = sim.card_counts();
@@ -37,6 +38,30 @@ async fn settle(sim: &Sim, ids: &[String], timeout: Duration) -> HashMap<String,
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.card_counts()
+}
+
+/// Waits until every id has a card, then until every plugin has nothing
+/// queued, running or waiting for a retry (for a while, so a retry that was
+/// about to be scheduled is seen): only then can no later retry add a
+/// duplicate.
+async fn settle_idle(sim: &Sim, plugins: &[&Running], ids: &[String], timeout: Duration) -> HashMap<String, usize> {
+    eventually(timeout, || {
+        let c = sim.card_counts();
+        ids.iter().all(|id| c.contains_key(id))
+    })
+    .await;
+    let mut idle_since = None;
+    eventually(timeout, || {
+        if plugins.iter().all(|p| p.active() == 0) {
+            let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+            since.elapsed() >= Duration::from_millis(500)
+        } else {
+            idle_since = None;
+            false
+        }
+    })
+    .await;
     sim.card_counts()
 }
 
@@ -85,7 +110,7 @@ async fn teleport_stream_dropped_mid_burst() {
     env.sim.drop_connections();
     assert!(env.sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 3).await, "reconnected");
     ids.extend(burst(&env, 50, "c"));
-    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
     exactly_once("stream dropped mid-burst", &ids, &counts);
     // Both faults landed: the stream was re-opened twice (one INIT each).
     let reconnects = running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed);
@@ -112,7 +137,7 @@ async fn teleport_faults_on(which: &str) {
     env.sim.drop_connections();
     ids.extend(burst(&env, 30, "c"));
     assert!(env.sim.wait_until(Duration::from_secs(30), |s| s.watch_inits().len() >= 3).await, "{which}: reconnected");
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
     exactly_once(&format!("{which}: Teleport faults"), &ids, &counts);
     assert!(running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 2, "{which}: both faults landed");
     running.stop(Duration::from_secs(5)).await;
@@ -150,7 +175,7 @@ async fn plugin_data_and_listing_calls_fail_for_a_while() {
     let lists_before = env.sim.calls("ListAccessRequests");
     env.sim.drop_streams();
     ids.extend(burst(&env, 30, "pd2"));
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
     env.sim.set_delay(Duration::ZERO);
     exactly_once("plugin data and listing failures", &ids, &counts);
     assert!(env.sim.calls("UpdatePluginData") >= writes_before + 15, "the failed writes were made and retried");
@@ -166,7 +191,7 @@ async fn lagging_watcher_is_closed_and_catches_up() {
     let sim = Sim::start("slack").await;
     let running = start(&env, &sim, "").await;
     let ids = burst(&env, 300, "lag");
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
     exactly_once("lagging watcher closed", &ids, &counts);
     assert!(running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1, "the stream was closed as lagging");
     running.stop(Duration::from_secs(5)).await;
@@ -186,7 +211,7 @@ async fn auth_unreachable_for_30_seconds() {
         ids.extend(burst(&env, 10, "during"));
     }
     ids.extend(burst(&env, 20, "after"));
-    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
     exactly_once("Auth unreachable for 30 s", &ids, &counts);
     assert!(running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     running.stop(Duration::from_secs(5)).await;
@@ -199,7 +224,7 @@ async fn chat_429_storm() {
     slack(&sim).set_rate_limit("chat.postMessage", Some(RateWindow::new(3, Duration::from_secs(1))));
     let running = start(&env, &sim, "").await;
     let ids = burst(&env, 40, "rl");
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
     exactly_once("chat 429 storm", &ids, &counts);
     running.stop(Duration::from_secs(5)).await;
 }
@@ -211,7 +236,7 @@ async fn chat_5xx_for_a_while() {
     let running = start(&env, &sim, "").await;
     sim.core().fail_next(60, 503, Some("chat.postMessage"));
     let ids = burst(&env, 40, "err");
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
     exactly_once("chat 5xx for a while", &ids, &counts);
     assert!(sim.core().calls().iter().filter(|c| c.status == 503).count() >= 60);
     running.stop(Duration::from_secs(5)).await;
@@ -228,7 +253,7 @@ async fn chat_timeouts() {
     let ids = burst(&env, 20, "slow");
     tokio::time::sleep(Duration::from_secs(3)).await;
     sim.core().set_response_delay(Duration::ZERO);
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
     exactly_once("chat timeouts", &ids, &counts);
     // The fault landed: posts the client gave up on (which the simulator
     // still applied) were found in the channel instead of posted again.
@@ -251,7 +276,7 @@ async fn identity_rotated_mid_burst() {
     let mut ids = burst(&env, 60, "r1");
     std::fs::write(&env.identity_path, env.sim.issue_identity("access-plugin", Duration::from_secs(7200)).unwrap().identity_file).unwrap();
     ids.extend(burst(&env, 60, "r2"));
-    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
     exactly_once("identity rotated mid-burst", &ids, &counts);
     assert!(eventually(Duration::from_secs(10), || running.watch_stats.rotations.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
     running.stop(Duration::from_secs(5)).await;
@@ -280,7 +305,7 @@ async fn garbage_identity_update() {
     let mut status = running.identity.clone();
     status.wait_for(|s| s.last_error.is_some()).await.unwrap();
     ids.extend(burst(&env, 30, "g2"));
-    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
     exactly_once("garbage identity update", &ids, &counts);
     assert!(running.identity.borrow().last_error.as_deref().unwrap().contains("refused, keeping the current identity"));
     running.stop(Duration::from_secs(5)).await;
@@ -298,7 +323,7 @@ async fn expired_identity() {
     let mut status = running.identity.clone();
     status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e.contains("expired"))).await.unwrap();
     ids.extend(burst(&env, 20, "e2"));
-    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
     exactly_once("expired identity update", &ids, &counts);
     running.stop(Duration::from_secs(5)).await;
 
@@ -326,7 +351,7 @@ async fn invalid_config_is_refused_and_leaves_the_running_plugin_alone() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("plugin.concurrency: 0 is out of range") && err.contains("plugin.claim_lease"), "{err}");
     ids.extend(burst(&env, 10, "after"));
-    let counts = settle(&sim, &ids, Duration::from_secs(20)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(20)).await;
     exactly_once("invalid config next to a running plugin", &ids, &counts);
     running.stop(Duration::from_secs(5)).await;
 }
@@ -344,7 +369,7 @@ async fn two_replicas() {
         replicas.push(r);
     }
     let ids = burst(&env, 100, "ha");
-    let counts = settle(&sim, &ids, Duration::from_secs(30)).await;
+    let counts = settle_idle(&sim, &replicas.iter().collect::<Vec<_>>(), &ids, Duration::from_secs(30)).await;
     exactly_once("two replicas", &ids, &counts);
     for r in replicas {
         r.stop(Duration::from_secs(5)).await;
