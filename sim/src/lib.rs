@@ -13,3 +13,4 @@ pub mod kube;
 pub mod pki;
 pub mod proxy;
 pub mod teleport;
+pub mod version_policy;

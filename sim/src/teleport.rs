@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pki::{ClusterPki, IssuedIdentity};
 use crate::access::{self, AccessRequestExt};
+use crate::version_policy;
 use teleport_plugin_proto::proto::{self, auth_service_server as auth_srv};
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1 as amr;
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
@@ -44,6 +45,10 @@ pub struct SimConfig {
     /// closes lagging watchers too).
     pub watcher_buffer: usize,
     pub bind: SocketAddr,
+    /// Turns the client version policy off, as
+    /// `TELEPORT_UNSTABLE_ALLOW_OLD_CLIENTS=yes` does on a real Auth server
+    /// (see [`crate::version_policy`]).
+    pub allow_old_clients: bool,
 }
 
 impl Default for SimConfig {
@@ -55,6 +60,7 @@ impl Default for SimConfig {
             advanced_workflows: true,
             watcher_buffer: 65_536,
             bind: "127.0.0.1:0".parse().expect("valid address"),
+            allow_old_clients: false,
         }
     }
 }
@@ -96,6 +102,10 @@ struct Inner {
     emitted: Mutex<HashMap<String, Instant>>,
     /// When each watch stream sent INIT, and to which client certificate.
     inits: Mutex<Vec<(Instant, String)>>,
+    /// Oldest client version accepted; `None` when the policy is off.
+    min_client: Option<version_policy::Version>,
+    /// Calls refused by the version policy, with the version they announced.
+    version_refusals: Mutex<Vec<version_policy::Refusal>>,
 }
 
 /// Handle to a running simulator. Cheap to clone; the server stops when
@@ -111,6 +121,8 @@ impl TeleportSim {
     pub async fn start(cfg: SimConfig) -> Result<Self> {
         let pki = ClusterPki::new(&cfg.cluster_name)?;
         let (events, _) = broadcast::channel(cfg.watcher_buffer.max(16));
+        let min_client =
+            if cfg.allow_old_clients { None } else { version_policy::min_client_version(&cfg.server_version) };
         let inner = Arc::new(Inner {
             pki,
             store: Mutex::default(),
@@ -122,6 +134,8 @@ impl TeleportSim {
             watchers: Default::default(),
             emitted: Mutex::default(),
             inits: Mutex::default(),
+            min_client,
+            version_refusals: Mutex::default(),
             cfg,
         });
         let listener = TcpListener::bind(inner.cfg.bind).await?;
@@ -132,9 +146,10 @@ impl TeleportSim {
         tokio::spawn(accept_loop(listener, acceptor, inner.clone(), conn_tx, shutdown.clone()));
         let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
         let svc = Service(inner.clone());
+        let policy = VersionPolicy(inner.clone());
         let server = tonic::transport::Server::builder()
-            .add_service(auth_srv::AuthServiceServer::new(svc.clone()))
-            .add_service(amr_srv::AccessMonitoringRulesServiceServer::new(svc))
+            .add_service(auth_srv::AuthServiceServer::with_interceptor(svc.clone(), policy.clone()))
+            .add_service(amr_srv::AccessMonitoringRulesServiceServer::with_interceptor(svc, policy))
             .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
         tokio::spawn(async move {
             if let Err(e) = server.await {
@@ -347,6 +362,11 @@ impl TeleportSim {
         self.inner.faults.lock().expect("poisoned").deny_roles = on;
     }
 
+    /// Calls refused so far by the client version policy.
+    pub fn version_refusals(&self) -> Vec<version_policy::Refusal> {
+        self.inner.version_refusals.lock().expect("poisoned").clone()
+    }
+
     /// Number of calls of `method` received so far.
     pub fn calls(&self, method: &str) -> u64 {
         self.inner.calls.lock().expect("poisoned").get(method).copied().unwrap_or(0)
@@ -439,6 +459,30 @@ impl Inner {
 #[derive(Clone)]
 struct Service(Arc<Inner>);
 
+/// Auth's client version check, run before every call of every service (as
+/// Auth's authentication interceptors do). A refused client's connection is
+/// closed before the error is returned, so the client usually sees the
+/// connection drop rather than the status.
+#[derive(Clone)]
+struct VersionPolicy(Arc<Inner>);
+
+impl tonic::service::Interceptor for VersionPolicy {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let values: Vec<&str> = req.metadata().get_all("version").iter().filter_map(|v| v.to_str().ok()).collect();
+        match version_policy::check(&values, self.0.min_client.as_ref()) {
+            Ok(()) => Ok(req),
+            Err(refusal) => {
+                tracing::info!(?refusal, "Terminating connection of client using unsupported version");
+                self.0.version_refusals.lock().expect("poisoned").push(refusal);
+                if let Some(conn) = req.extensions().get::<ConnInfo>() {
+                    conn.close.cancel();
+                }
+                Err(Status::permission_denied(version_policy::REJECTED))
+            }
+        }
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 type RequestStream = Pin<Box<dyn Stream<Item = Result<types::AccessRequestV3, Status>> + Send>>;
 
@@ -472,7 +516,7 @@ impl auth_srv::AuthService for Service {
 
     async fn watch_events(&self, req: Request<proto::Watch>) -> Result<Response<EventStream>, Status> {
         self.0.enter("WatchEvents").await?;
-        let peer = req.extensions().get::<PeerIdentity>().map(|p| p.0.clone()).unwrap_or_default();
+        let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer.0.clone()).unwrap_or_default();
         let watch = req.into_inner();
         let rejected = self.0.faults.lock().expect("poisoned").rejected_kinds.clone();
         let mut accepted = Vec::new();
@@ -782,7 +826,9 @@ async fn accept_loop(
         }
         let acceptor = acceptor.clone();
         let out = out.clone();
-        let kill = inner.connections.lock().expect("poisoned").clone();
+        // Each connection can be closed alone (version policy) or with all
+        // the others (fault injection).
+        let kill = inner.connections.lock().expect("poisoned").child_token();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             // A failed handshake (wrong CA, expired client cert) just closes
@@ -815,9 +861,23 @@ impl SimIo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity(pub String);
 
+/// What a call knows about its connection: the client certificate, and a
+/// switch that closes the connection.
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    peer: PeerIdentity,
+    close: CancellationToken,
+}
+
 impl Connected for SimIo {
-    type ConnectInfo = PeerIdentity;
-    fn connect_info(&self) -> PeerIdentity {
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo { peer: self.peer_identity(), close: self.kill.clone() }
+    }
+}
+
+impl SimIo {
+    fn peer_identity(&self) -> PeerIdentity {
         let fp = self
             .tls
             .get_ref()
