@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pki::{ClusterPki, IssuedIdentity};
 use crate::access::{self, AccessRequestExt};
-use crate::version_policy;
+use crate::{official_plugin, version_policy};
 use teleport_plugin_proto::proto::{self, auth_service_server as auth_srv};
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1 as amr;
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
@@ -311,6 +311,50 @@ impl TeleportSim {
             .insert(plugin.into(), data);
     }
 
+    /// Acts as the official plugin creating its record (`Create` of its
+    /// compare-and-swap helper): refused when data exists.
+    pub fn official_create(&self, id: &str, plugin: &str, data: &official_plugin::OfficialData) -> Result<(), Status> {
+        if self.plugin_data(id, plugin).is_some() {
+            return Err(Status::already_exists("plugin data already exists"));
+        }
+        self.official_write(id, plugin, data, &official_plugin::OfficialData::default())
+    }
+
+    /// Acts as the official plugin's next write on the record of `plugin`:
+    /// decode as its Go code does, let `change` modify a copy, then write with
+    /// `expect` = the Go re-encoding of what was decoded. Returns the record
+    /// written. A record that does not survive decode → encode fails here with
+    /// FAILED_PRECONDITION, as every retry of the official plugin would.
+    pub fn official_update(
+        &self,
+        id: &str,
+        plugin: &str,
+        change: impl FnOnce(&mut official_plugin::OfficialData),
+    ) -> Result<official_plugin::OfficialData, Status> {
+        let stored = self.plugin_data(id, plugin).ok_or_else(|| Status::not_found("plugin data entry not found"))?;
+        let old = official_plugin::decode(&stored).map_err(|e| Status::unknown(format!("decoding plugin data: {e}")))?;
+        let mut new = old.clone();
+        change(&mut new);
+        self.official_write(id, plugin, &new, &old)?;
+        Ok(new)
+    }
+
+    fn official_write(
+        &self,
+        id: &str,
+        plugin: &str,
+        new: &official_plugin::OfficialData,
+        old: &official_plugin::OfficialData,
+    ) -> Result<(), Status> {
+        self.inner.update_plugin_data(types::PluginDataUpdateParams {
+            kind: "access_request".into(),
+            resource: id.into(),
+            plugin: plugin.into(),
+            set: official_plugin::encode(new),
+            expect: official_plugin::encode(old),
+        })
+    }
+
     // ---- fault injection ---------------------------------------------------
 
     /// Ends every open watch stream with UNAVAILABLE.
@@ -437,6 +481,47 @@ impl Inner {
         }
         let _ = self.events.send(header_delete("access_request", "v3", id));
         true
+    }
+
+    /// UpdatePluginData as Auth does it: every `expect` value must equal the
+    /// stored one (absent counts as `""`), then `set` is applied (`""`
+    /// deletes the key).
+    fn update_plugin_data(&self, p: types::PluginDataUpdateParams) -> Result<(), Status> {
+        if p.kind != "access_request" {
+            return Err(Status::invalid_argument(format!("unsupported plugin data kind {:?}", p.kind)));
+        }
+        if p.plugin.is_empty() || p.resource.is_empty() {
+            return Err(Status::invalid_argument("plugin and resource are required"));
+        }
+        let mut s = self.store.lock().expect("poisoned");
+        let key = (p.kind.clone(), p.resource.clone());
+        if !s.requests.contains_key(&p.resource) && !s.plugin_data.contains_key(&key) {
+            return Err(Status::not_found(format!("access request {:?} not found", p.resource)));
+        }
+        let entries = s.plugin_data.entry(key.clone()).or_default();
+        let current = entries.get(&p.plugin);
+        let matches = p.expect.iter().all(|(k, v)| match current {
+            None => v.is_empty(),
+            Some(d) => d.get(k).map(String::as_str).unwrap_or("") == v,
+        });
+        if !matches {
+            return Err(Status::failed_precondition("plugin data compare failed: the stored values changed"));
+        }
+        let entry = entries.entry(p.plugin.clone()).or_default();
+        for (k, v) in p.set {
+            if v.is_empty() {
+                entry.remove(&k);
+            } else {
+                entry.insert(k, v);
+            }
+        }
+        if entry.is_empty() {
+            entries.remove(&p.plugin);
+        }
+        if entries.is_empty() {
+            s.plugin_data.remove(&key);
+        }
+        Ok(())
     }
 
     /// Bookkeeping and faults common to every call.
@@ -610,41 +695,7 @@ impl auth_srv::AuthService for Service {
 
     async fn update_plugin_data(&self, req: Request<types::PluginDataUpdateParams>) -> Result<Response<()>, Status> {
         self.0.enter("UpdatePluginData").await?;
-        let p = req.into_inner();
-        if p.kind != "access_request" {
-            return Err(Status::invalid_argument(format!("unsupported plugin data kind {:?}", p.kind)));
-        }
-        if p.plugin.is_empty() || p.resource.is_empty() {
-            return Err(Status::invalid_argument("plugin and resource are required"));
-        }
-        let mut s = self.0.store.lock().expect("poisoned");
-        let key = (p.kind.clone(), p.resource.clone());
-        if !s.requests.contains_key(&p.resource) && !s.plugin_data.contains_key(&key) {
-            return Err(Status::not_found(format!("access request {:?} not found", p.resource)));
-        }
-        let entries = s.plugin_data.entry(key.clone()).or_default();
-        let current = entries.get(&p.plugin);
-        let matches = p.expect.iter().all(|(k, v)| match current {
-            None => v.is_empty(),
-            Some(d) => d.get(k).map(String::as_str).unwrap_or("") == v,
-        });
-        if !matches {
-            return Err(Status::failed_precondition("plugin data compare failed: the stored values changed"));
-        }
-        let entry = entries.entry(p.plugin.clone()).or_default();
-        for (k, v) in p.set {
-            if v.is_empty() {
-                entry.remove(&k);
-            } else {
-                entry.insert(k, v);
-            }
-        }
-        if entry.is_empty() {
-            entries.remove(&p.plugin);
-        }
-        if entries.is_empty() {
-            s.plugin_data.remove(&key);
-        }
+        self.0.update_plugin_data(req.into_inner())?;
         Ok(Response::new(()))
     }
 
