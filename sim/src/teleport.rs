@@ -2,7 +2,10 @@
 //! the calls the plugin makes, from an in-memory store with Teleport's
 //! semantics (plugin-data compare-and-swap, paginated listing with inclusive
 //! start keys, INIT-first watch streams with partial success, ResourceHeader
-//! deletes). A control API creates, reviews, resolves and expires requests,
+//! deletes), Auth's client version policy on every call
+//! ([`crate::version_policy`]), and the official plugins' side of shared
+//! plugin data ([`TeleportSim::official_update`]). A control API creates,
+//! reviews, resolves and expires requests,
 //! and injects faults: dropped streams and connections, refused connections,
 //! delays, UNIMPLEMENTED methods and one-off errors.
 

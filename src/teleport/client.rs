@@ -384,6 +384,9 @@ pub enum ClientError {
 /// A gRPC status as a sentence with its code.
 pub fn describe_status(s: &Status) -> String {
     let hint = match s.code() {
+        Code::PermissionDenied if s.message().contains(VERSION_REFUSED) => {
+            " (Auth's client version policy: upgrade the plugin, or set TELEPORT_UNSTABLE_ALLOW_OLD_CLIENTS=yes on the Auth Service)"
+        }
         Code::PermissionDenied => " (the plugin's Teleport role lacks a permission)",
         Code::Unauthenticated => " (the identity was not accepted)",
         Code::Unavailable => " (Auth unreachable)",
@@ -405,5 +408,21 @@ mod tests {
         assert!(check_server_version("6.1.0-beta.1").is_ok());
         assert!(matches!(check_server_version("6.0.9"), Err(ClientError::ServerTooOld(_))));
         assert!(check_server_version("dev").is_ok());
+    }
+
+    #[test]
+    fn warns_outside_the_tested_majors_only() {
+        for inside in ["17.0.0", "18.0.0-dev.x.15", "20.9.9", "v19.1.0"] {
+            assert_eq!(untested_server_warning(inside), None, "{inside}");
+        }
+        assert!(untested_server_warning("16.5.0").is_some_and(|w| w.contains("older than")));
+        assert!(untested_server_warning("21.0.0-rc.1").is_some_and(|w| w.contains("newer than")));
+        assert_eq!(untested_server_warning("dev"), None, "unparseable: no claim either way");
+    }
+
+    #[test]
+    fn a_version_refusal_is_not_blamed_on_the_role() {
+        let s = describe_status(&Status::permission_denied("client version is unsupported"));
+        assert!(s.contains("TELEPORT_UNSTABLE_ALLOW_OLD_CLIENTS=yes") && !s.contains("role"), "{s}");
     }
 }
