@@ -13,8 +13,9 @@
 //!   everything else, DEL and non-ASCII included, as is;
 //! - maps: keys sorted bytewise; a nil slice is `null`.
 //!
-//! Reading accepts any JSON Go's decoder puts into the same Go types
-//! (`[]string`, `map[string][]string`): `null` for the whole value, for a
+//! Reading takes both our output and other writers' (`\u0026` or a raw `&`,
+//! any spacing or key order) and, like Go's decoder for the same Go types
+//! (`[]string`, `map[string][]string`), `null` for the whole value, for a
 //! map value (a role without logins) and for a list item (an empty string).
 
 use std::collections::BTreeMap;
