@@ -102,6 +102,9 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     let client = Arc::new(client);
     let path = client.path();
     info!(cluster = %cluster.cluster_name, version = %cluster.server_version, path = %path, "connected to Teleport");
+    if let Some(w) = crate::teleport::client::untested_server_warning(&cluster.server_version) {
+        tracing::warn!("{w}");
+    }
 
     let (metrics, registry) = Metrics::new_registered();
     let (feed_tx, mut feed_rx) = mpsc::channel::<Feed>(1024);

@@ -261,6 +261,9 @@ async fn check_online(cfg: &Config) -> Result<(), ()> {
         "teleport",
         format!("cluster {}, server version {}, path: {}", info.cluster_name, info.server_version, client.path()),
     );
+    if let Some(w) = crate::teleport::client::untested_server_warning(&info.server_version) {
+        println!("  ! {w}");
+    }
     let chats = build_chats(cfg).map_err(|e| line(false, "chat", e))?;
     let mut ok = true;
     for c in chats {

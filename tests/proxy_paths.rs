@@ -449,6 +449,31 @@ async fn check_reports_the_path_auto_chose() {
     );
 }
 
+/// `auto` cannot ask a Proxy whose web certificate it does not trust whether
+/// it is one, so it tries Auth directly, which fails on the same certificate:
+/// the report leads with the untrusted web certificate and its fix, once.
+#[tokio::test]
+async fn check_in_auto_mode_blames_an_untrusted_web_certificate_first() {
+    let sim = auth().await;
+    for kind in [Front::Proxy, Front::L7LoadBalancer] {
+        let proxy = front(&sim, kind, true).await;
+        let unrelated = front(&sim, kind, true).await;
+        // web_ca trusts another Proxy's CA only.
+        let f = files(&sim, &[&unrelated]);
+        let (ok, out) = check(&config_text(proxy.addr(), &f.identity, &f.web_ca, ""), f.dir.path()).await;
+        assert!(!ok, "{out}");
+        let report = out.lines().find(|l| l.contains("✘ teleport")).unwrap_or_else(|| panic!("{out}"));
+        let detail = report.split_once("✘ teleport: ").map(|(_, d)| d).unwrap_or_default();
+        assert!(
+            detail.starts_with(&format!("the web certificate of {} is not trusted", proxy.addr())),
+            "{kind:?}: {report}"
+        );
+        assert_eq!(report.matches("teleport.web_ca").count(), 1, "{kind:?}: {report}");
+        assert!(!report.contains("another cluster"), "{kind:?}: {report}");
+        assert_eq!(report.matches("not trusted").count(), 1, "{kind:?}: {report}");
+    }
+}
+
 #[tokio::test]
 async fn start_up_reaches_auth_through_the_configured_proxy() {
     start_up_through(Front::L7LoadBalancer, "WebSocket connection upgrade").await;

@@ -10,6 +10,8 @@
 pub mod access;
 pub mod chat;
 pub mod kube;
+pub mod official_plugin;
 pub mod pki;
 pub mod proxy;
 pub mod teleport;
+pub mod version_policy;

@@ -2,7 +2,10 @@
 //! the calls the plugin makes, from an in-memory store with Teleport's
 //! semantics (plugin-data compare-and-swap, paginated listing with inclusive
 //! start keys, INIT-first watch streams with partial success, ResourceHeader
-//! deletes). A control API creates, reviews, resolves and expires requests,
+//! deletes), Auth's client version policy on every call
+//! ([`crate::version_policy`]), and the official plugins' side of shared
+//! plugin data ([`TeleportSim::official_update`]). A control API creates,
+//! reviews, resolves and expires requests,
 //! and injects faults: dropped streams and connections, refused connections,
 //! delays, UNIMPLEMENTED methods and one-off errors.
 
@@ -27,6 +30,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pki::{ClusterPki, IssuedIdentity};
 use crate::access::{self, AccessRequestExt};
+use crate::{official_plugin, version_policy};
 use teleport_plugin_proto::proto::{self, auth_service_server as auth_srv};
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1 as amr;
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
@@ -44,6 +48,10 @@ pub struct SimConfig {
     /// closes lagging watchers too).
     pub watcher_buffer: usize,
     pub bind: SocketAddr,
+    /// Turns the client version policy off, as
+    /// `TELEPORT_UNSTABLE_ALLOW_OLD_CLIENTS=yes` does on a real Auth server
+    /// (see [`crate::version_policy`]).
+    pub allow_old_clients: bool,
 }
 
 impl Default for SimConfig {
@@ -55,6 +63,7 @@ impl Default for SimConfig {
             advanced_workflows: true,
             watcher_buffer: 65_536,
             bind: "127.0.0.1:0".parse().expect("valid address"),
+            allow_old_clients: false,
         }
     }
 }
@@ -96,6 +105,10 @@ struct Inner {
     emitted: Mutex<HashMap<String, Instant>>,
     /// When each watch stream sent INIT, and to which client certificate.
     inits: Mutex<Vec<(Instant, String)>>,
+    /// Oldest client version accepted; `None` when the policy is off.
+    min_client: Option<version_policy::Version>,
+    /// Calls refused by the version policy, with the version they announced.
+    version_refusals: Mutex<Vec<version_policy::Refusal>>,
 }
 
 /// Handle to a running simulator. Cheap to clone; the server stops when
@@ -111,6 +124,8 @@ impl TeleportSim {
     pub async fn start(cfg: SimConfig) -> Result<Self> {
         let pki = ClusterPki::new(&cfg.cluster_name)?;
         let (events, _) = broadcast::channel(cfg.watcher_buffer.max(16));
+        let min_client =
+            if cfg.allow_old_clients { None } else { version_policy::min_client_version(&cfg.server_version) };
         let inner = Arc::new(Inner {
             pki,
             store: Mutex::default(),
@@ -122,6 +137,8 @@ impl TeleportSim {
             watchers: Default::default(),
             emitted: Mutex::default(),
             inits: Mutex::default(),
+            min_client,
+            version_refusals: Mutex::default(),
             cfg,
         });
         let listener = TcpListener::bind(inner.cfg.bind).await?;
@@ -132,9 +149,10 @@ impl TeleportSim {
         tokio::spawn(accept_loop(listener, acceptor, inner.clone(), conn_tx, shutdown.clone()));
         let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
         let svc = Service(inner.clone());
+        let policy = VersionPolicy(inner.clone());
         let server = tonic::transport::Server::builder()
-            .add_service(auth_srv::AuthServiceServer::new(svc.clone()))
-            .add_service(amr_srv::AccessMonitoringRulesServiceServer::new(svc))
+            .add_service(auth_srv::AuthServiceServer::with_interceptor(svc.clone(), policy.clone()))
+            .add_service(amr_srv::AccessMonitoringRulesServiceServer::with_interceptor(svc, policy))
             .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
         tokio::spawn(async move {
             if let Err(e) = server.await {
@@ -295,6 +313,50 @@ impl TeleportSim {
             .insert(plugin.into(), data);
     }
 
+    /// Acts as the official plugin creating its record (`Create` of its
+    /// compare-and-swap helper): refused when data exists.
+    pub fn official_create(&self, id: &str, plugin: &str, data: &official_plugin::OfficialData) -> Result<(), Status> {
+        if self.plugin_data(id, plugin).is_some() {
+            return Err(Status::already_exists("plugin data already exists"));
+        }
+        self.official_write(id, plugin, data, &official_plugin::OfficialData::default())
+    }
+
+    /// Acts as the official plugin's next write on the record of `plugin`:
+    /// decode as its Go code does, let `change` modify a copy, then write with
+    /// `expect` = the Go re-encoding of what was decoded. Returns the record
+    /// written. A record that does not survive decode → encode fails here with
+    /// FAILED_PRECONDITION, as every retry of the official plugin would.
+    pub fn official_update(
+        &self,
+        id: &str,
+        plugin: &str,
+        change: impl FnOnce(&mut official_plugin::OfficialData),
+    ) -> Result<official_plugin::OfficialData, Status> {
+        let stored = self.plugin_data(id, plugin).ok_or_else(|| Status::not_found("plugin data entry not found"))?;
+        let old = official_plugin::decode(&stored).map_err(|e| Status::unknown(format!("decoding plugin data: {e}")))?;
+        let mut new = old.clone();
+        change(&mut new);
+        self.official_write(id, plugin, &new, &old)?;
+        Ok(new)
+    }
+
+    fn official_write(
+        &self,
+        id: &str,
+        plugin: &str,
+        new: &official_plugin::OfficialData,
+        old: &official_plugin::OfficialData,
+    ) -> Result<(), Status> {
+        self.inner.update_plugin_data(types::PluginDataUpdateParams {
+            kind: "access_request".into(),
+            resource: id.into(),
+            plugin: plugin.into(),
+            set: official_plugin::encode(new),
+            expect: official_plugin::encode(old),
+        })
+    }
+
     // ---- fault injection ---------------------------------------------------
 
     /// Ends every open watch stream with UNAVAILABLE.
@@ -344,6 +406,11 @@ impl TeleportSim {
     /// GetRole answers PERMISSION_DENIED.
     pub fn deny_role_reads(&self, on: bool) {
         self.inner.faults.lock().expect("poisoned").deny_roles = on;
+    }
+
+    /// Calls refused so far by the client version policy.
+    pub fn version_refusals(&self) -> Vec<version_policy::Refusal> {
+        self.inner.version_refusals.lock().expect("poisoned").clone()
     }
 
     /// Number of calls of `method` received so far.
@@ -418,6 +485,47 @@ impl Inner {
         true
     }
 
+    /// UpdatePluginData as Auth does it: every `expect` value must equal the
+    /// stored one (absent counts as `""`), then `set` is applied (`""`
+    /// deletes the key).
+    fn update_plugin_data(&self, p: types::PluginDataUpdateParams) -> Result<(), Status> {
+        if p.kind != "access_request" {
+            return Err(Status::invalid_argument(format!("unsupported plugin data kind {:?}", p.kind)));
+        }
+        if p.plugin.is_empty() || p.resource.is_empty() {
+            return Err(Status::invalid_argument("plugin and resource are required"));
+        }
+        let mut s = self.store.lock().expect("poisoned");
+        let key = (p.kind.clone(), p.resource.clone());
+        if !s.requests.contains_key(&p.resource) && !s.plugin_data.contains_key(&key) {
+            return Err(Status::not_found(format!("access request {:?} not found", p.resource)));
+        }
+        let entries = s.plugin_data.entry(key.clone()).or_default();
+        let current = entries.get(&p.plugin);
+        let matches = p.expect.iter().all(|(k, v)| match current {
+            None => v.is_empty(),
+            Some(d) => d.get(k).map(String::as_str).unwrap_or("") == v,
+        });
+        if !matches {
+            return Err(Status::failed_precondition("plugin data compare failed: the stored values changed"));
+        }
+        let entry = entries.entry(p.plugin.clone()).or_default();
+        for (k, v) in p.set {
+            if v.is_empty() {
+                entry.remove(&k);
+            } else {
+                entry.insert(k, v);
+            }
+        }
+        if entry.is_empty() {
+            entries.remove(&p.plugin);
+        }
+        if entries.is_empty() {
+            s.plugin_data.remove(&key);
+        }
+        Ok(())
+    }
+
     /// Bookkeeping and faults common to every call.
     async fn enter(&self, method: &str) -> Result<(), Status> {
         *self.calls.lock().expect("poisoned").entry(method.into()).or_default() += 1;
@@ -437,6 +545,30 @@ impl Inner {
 
 #[derive(Clone)]
 struct Service(Arc<Inner>);
+
+/// Auth's client version check, run before every call of every service (as
+/// Auth's authentication interceptors do). A refused client's connection is
+/// closed before the error is returned, so the client usually sees the
+/// connection drop rather than the status.
+#[derive(Clone)]
+struct VersionPolicy(Arc<Inner>);
+
+impl tonic::service::Interceptor for VersionPolicy {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let values: Vec<&str> = req.metadata().get_all("version").iter().filter_map(|v| v.to_str().ok()).collect();
+        match version_policy::check(&values, self.0.min_client.as_ref()) {
+            Ok(()) => Ok(req),
+            Err(refusal) => {
+                tracing::info!(?refusal, "Terminating connection of client using unsupported version");
+                self.0.version_refusals.lock().expect("poisoned").push(refusal);
+                if let Some(conn) = req.extensions().get::<ConnInfo>() {
+                    conn.close.cancel();
+                }
+                Err(Status::permission_denied(version_policy::REJECTED))
+            }
+        }
+    }
+}
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 type RequestStream = Pin<Box<dyn Stream<Item = Result<types::AccessRequestV3, Status>> + Send>>;
@@ -471,7 +603,7 @@ impl auth_srv::AuthService for Service {
 
     async fn watch_events(&self, req: Request<proto::Watch>) -> Result<Response<EventStream>, Status> {
         self.0.enter("WatchEvents").await?;
-        let peer = req.extensions().get::<PeerIdentity>().map(|p| p.0.clone()).unwrap_or_default();
+        let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer.0.clone()).unwrap_or_default();
         let watch = req.into_inner();
         let rejected = self.0.faults.lock().expect("poisoned").rejected_kinds.clone();
         let mut accepted = Vec::new();
@@ -565,41 +697,7 @@ impl auth_srv::AuthService for Service {
 
     async fn update_plugin_data(&self, req: Request<types::PluginDataUpdateParams>) -> Result<Response<()>, Status> {
         self.0.enter("UpdatePluginData").await?;
-        let p = req.into_inner();
-        if p.kind != "access_request" {
-            return Err(Status::invalid_argument(format!("unsupported plugin data kind {:?}", p.kind)));
-        }
-        if p.plugin.is_empty() || p.resource.is_empty() {
-            return Err(Status::invalid_argument("plugin and resource are required"));
-        }
-        let mut s = self.0.store.lock().expect("poisoned");
-        let key = (p.kind.clone(), p.resource.clone());
-        if !s.requests.contains_key(&p.resource) && !s.plugin_data.contains_key(&key) {
-            return Err(Status::not_found(format!("access request {:?} not found", p.resource)));
-        }
-        let entries = s.plugin_data.entry(key.clone()).or_default();
-        let current = entries.get(&p.plugin);
-        let matches = p.expect.iter().all(|(k, v)| match current {
-            None => v.is_empty(),
-            Some(d) => d.get(k).map(String::as_str).unwrap_or("") == v,
-        });
-        if !matches {
-            return Err(Status::failed_precondition("plugin data compare failed: the stored values changed"));
-        }
-        let entry = entries.entry(p.plugin.clone()).or_default();
-        for (k, v) in p.set {
-            if v.is_empty() {
-                entry.remove(&k);
-            } else {
-                entry.insert(k, v);
-            }
-        }
-        if entry.is_empty() {
-            entries.remove(&p.plugin);
-        }
-        if entries.is_empty() {
-            s.plugin_data.remove(&key);
-        }
+        self.0.update_plugin_data(req.into_inner())?;
         Ok(Response::new(()))
     }
 
@@ -781,7 +879,9 @@ async fn accept_loop(
         }
         let acceptor = acceptor.clone();
         let out = out.clone();
-        let kill = inner.connections.lock().expect("poisoned").clone();
+        // Each connection can be closed alone (version policy) or with all
+        // the others (fault injection).
+        let kill = inner.connections.lock().expect("poisoned").child_token();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             // A failed handshake (wrong CA, expired client cert) just closes
@@ -814,9 +914,23 @@ impl SimIo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity(pub String);
 
+/// What a call knows about its connection: the client certificate, and a
+/// switch that closes the connection.
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    peer: PeerIdentity,
+    close: CancellationToken,
+}
+
 impl Connected for SimIo {
-    type ConnectInfo = PeerIdentity;
-    fn connect_info(&self) -> PeerIdentity {
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo { peer: self.peer_identity(), close: self.kill.clone() }
+    }
+}
+
+impl SimIo {
+    fn peer_identity(&self) -> PeerIdentity {
         let fp = self
             .tls
             .get_ref()

@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::StreamExt;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
 
@@ -28,30 +26,35 @@ use crate::pb::teleport::accessmonitoringrules::v1 as amr;
 use crate::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_client::AccessMonitoringRulesServiceClient;
 use crate::pb::types;
 
-/// Teleport API version announced in the `version` metadata of every call.
-/// Auth rejects clients older than its minimum supported version; the message
-/// subset in `proto/` follows the v17 API.
-pub const API_VERSION: &str = "17.0.0";
+// Client version: the plugin sends no `version` metadata.
+//
+// Auth refuses, on every call and by closing the connection, a client whose
+// `version` is older than the server's previous major release
+// (`<major-1>.0.0-aa`), or does not parse. A fixed version therefore stops
+// working with the second Auth major after it (the plugin once sent 17.0.0
+// and every call to a v19 Auth failed, Ping included). Deriving it from
+// Ping is no better: Ping is checked too, and claiming the server's own
+// release would tell Auth we speak an API we do not (the message subset in
+// `proto/` follows v17). Without the key Auth treats the client as unknown
+// and applies no version check, as for any gRPC client outside Teleport's
+// own tools. Should an Auth refuse that anyway, the connect error says so
+// and names the fix (`ClientError::VersionRefused`).
 /// Oldest Auth server the plugin talks to (as the official plugins).
 pub const MIN_SERVER_VERSION: &str = "6.1.0-beta.1";
+/// Teleport major releases the plugin is tested against (the simulator runs
+/// each with Auth's default client version policy on). Outside this range
+/// the plugin still runs, and `check` and start-up warn.
+pub const TESTED_SERVER_MAJORS: std::ops::RangeInclusive<u64> = 17..=20;
+/// What Auth answers a client its version policy refuses.
+const VERSION_REFUSED: &str = "client version is unsupported";
 /// Deadline of one unary call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest gRPC message accepted (large role or request lists).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const LIST_PAGE: i32 = 500;
 
-#[derive(Clone, Copy)]
-pub struct VersionInterceptor;
-
-impl Interceptor for VersionInterceptor {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("version", tonic::metadata::MetadataValue::from_static(API_VERSION));
-        Ok(req)
-    }
-}
-
-type AuthClient = AuthServiceClient<InterceptedService<Channel, VersionInterceptor>>;
-type RulesClient = AccessMonitoringRulesServiceClient<InterceptedService<Channel, VersionInterceptor>>;
+type AuthClient = AuthServiceClient<Channel>;
+type RulesClient = AccessMonitoringRulesServiceClient<Channel>;
 
 /// What `Ping` says about the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,12 +93,12 @@ fn unary<T>(msg: T) -> Request<T> {
 
 impl Connection {
     fn auth(&self) -> AuthClient {
-        AuthServiceClient::with_interceptor(self.channel.clone(), VersionInterceptor)
+        AuthServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
     }
 
     fn rules(&self) -> RulesClient {
-        AccessMonitoringRulesServiceClient::with_interceptor(self.channel.clone(), VersionInterceptor)
+        AccessMonitoringRulesServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
     }
 
@@ -136,7 +139,13 @@ impl TeleportClient {
     ) -> Result<(Self, ClusterInfo), ClientError> {
         let generations = AtomicU64::new(0);
         let conn = dial(&dialer, identity, &opts, &generations).await?;
-        let info = conn.ping().await.map_err(ClientError::Ping)?;
+        let info = conn.ping().await.map_err(|status| {
+            if status.code() == Code::PermissionDenied && status.message().contains(VERSION_REFUSED) {
+                ClientError::VersionRefused { status }
+            } else {
+                ClientError::Ping(status)
+            }
+        })?;
         check_server_version(&info.server_version)?;
         let client = Self { dialer, opts, current: ArcSwap::from_pointee(conn), generations };
         Ok((client, info))
@@ -341,6 +350,22 @@ fn check_server_version(version: &str) -> Result<(), ClientError> {
     }
 }
 
+/// A warning when `version` is outside [`TESTED_SERVER_MAJORS`].
+pub fn untested_server_warning(version: &str) -> Option<String> {
+    let v = semver::Version::parse(version.trim_start_matches('v')).ok()?;
+    let (lo, hi) = (*TESTED_SERVER_MAJORS.start(), *TESTED_SERVER_MAJORS.end());
+    let why = if v.major < lo {
+        "older"
+    } else if v.major > hi {
+        "newer"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "Teleport {version} is {why} than the releases this plugin is tested with ({lo}–{hi}); it should work, but watch the first requests closely"
+    ))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -349,11 +374,19 @@ pub enum ClientError {
     Ping(Status),
     #[error("Teleport {0} is too old: the plugin needs Auth {MIN_SERVER_VERSION} or newer")]
     ServerTooOld(String),
+    #[error(
+        "Teleport Auth refused this plugin's client version (\"{}\"). The plugin announces no client version, which Auth's version policy lets through, so an Auth release or a component in front of it that requires one is involved: upgrade the plugin, or start the Auth Service with TELEPORT_UNSTABLE_ALLOW_OLD_CLIENTS=yes until then",
+        .status.message()
+    )]
+    VersionRefused { status: Status },
 }
 
 /// A gRPC status as a sentence with its code.
 pub fn describe_status(s: &Status) -> String {
     let hint = match s.code() {
+        Code::PermissionDenied if s.message().contains(VERSION_REFUSED) => {
+            " (Auth's client version policy: upgrade the plugin, or set TELEPORT_UNSTABLE_ALLOW_OLD_CLIENTS=yes on the Auth Service)"
+        }
         Code::PermissionDenied => " (the plugin's Teleport role lacks a permission)",
         Code::Unauthenticated => " (the identity was not accepted)",
         Code::Unavailable => " (Auth unreachable)",
@@ -375,5 +408,21 @@ mod tests {
         assert!(check_server_version("6.1.0-beta.1").is_ok());
         assert!(matches!(check_server_version("6.0.9"), Err(ClientError::ServerTooOld(_))));
         assert!(check_server_version("dev").is_ok());
+    }
+
+    #[test]
+    fn warns_outside_the_tested_majors_only() {
+        for inside in ["17.0.0", "18.0.0-dev.x.15", "20.9.9", "v19.1.0"] {
+            assert_eq!(untested_server_warning(inside), None, "{inside}");
+        }
+        assert!(untested_server_warning("16.5.0").is_some_and(|w| w.contains("older than")));
+        assert!(untested_server_warning("21.0.0-rc.1").is_some_and(|w| w.contains("newer than")));
+        assert_eq!(untested_server_warning("dev"), None, "unparseable: no claim either way");
+    }
+
+    #[test]
+    fn a_version_refusal_is_not_blamed_on_the_role() {
+        let s = describe_status(&Status::permission_denied("client version is unsupported"));
+        assert!(s.contains("TELEPORT_UNSTABLE_ALLOW_OLD_CLIENTS=yes") && !s.contains("role"), "{s}");
     }
 }

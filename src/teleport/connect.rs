@@ -101,7 +101,7 @@ pub async fn open_channel(
             let stream = dialer.dial().await?;
             let tls = connector.connect(tls::auth_server_name(), stream).await.map_err(|e| {
                 let why = dialer.explain_handshake(&e).unwrap_or_else(|| tls::explain_handshake_error(&e));
-                io::Error::new(e.kind(), format!("{why} ({})", dialer.describe()))
+                io::Error::new(e.kind(), HandshakeFailed(why))
             })?;
             Ok::<_, io::Error>(TokioIo::new(tls))
         }
@@ -115,7 +115,34 @@ pub async fn open_channel(
         .keep_alive_while_idle(true)
         .connect_with_connector(service)
         .await
-        .map_err(|e| ConnectError::Transport { path, message: error_chain(&e) })
+        .map_err(|e| match handshake_failure(&e) {
+            Some(why) => ConnectError::Handshake { why, path },
+            None => ConnectError::Transport { path, message: error_chain(&e) },
+        })
+}
+
+/// The explained failure of the Auth TLS handshake, carried through tonic's
+/// error chain so the cause can lead the message.
+#[derive(Debug)]
+struct HandshakeFailed(String);
+
+impl std::fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HandshakeFailed {}
+
+fn handshake_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref::<HandshakeFailed>()) {
+            return Some(h.0.clone());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Why a channel could not be opened.
@@ -125,6 +152,9 @@ pub enum ConnectError {
     Tls(String),
     #[error("cannot connect to Teleport ({path}): {message}")]
     Transport { path: String, message: String },
+    /// The Auth TLS handshake failed; `why` names the likely cause.
+    #[error("{why} (path: {path})")]
+    Handshake { why: String, path: String },
 }
 
 /// The innermost message of an error chain (tonic wraps our connector's

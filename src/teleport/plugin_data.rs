@@ -7,6 +7,14 @@
 //!
 //! Writes are compare-and-swap: the server checks `expect` and answers
 //! FAILED_PRECONDITION on a mismatch, and we re-read and retry.
+//!
+//! Sharing the data with the official plugins: they decode it into their Go
+//! struct and use its re-encoding as the `expect` of their next write. So
+//! JSON values are written byte for byte as Go writes them ([`gojson`]), and
+//! a write only sets the keys whose decoded value changed: a stored value we
+//! did not change stays as its writer left it.
+
+pub mod gojson;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -102,9 +110,10 @@ pub struct RequestData {
     pub extra: BTreeMap<String, String>,
 }
 
-fn json_or_default<T: serde::de::DeserializeOwned + Default>(s: Option<&String>) -> T {
-    // A value another writer corrupted only affects display; never block on it.
-    s.filter(|s| !s.is_empty()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+/// A value another writer corrupted only affects display; never block on it
+/// (it is kept as stored unless we change that field).
+fn json_or_default<T: Default>(s: Option<&String>, parse: impl Fn(&str) -> Result<T, gojson::DecodeError>) -> T {
+    s.filter(|s| !s.is_empty()).and_then(|s| parse(s).ok()).unwrap_or_default()
 }
 
 impl RequestData {
@@ -128,14 +137,14 @@ impl RequestData {
         Self {
             user: get("user"),
             roles: if roles.is_empty() { Vec::new() } else { roles.split(',').map(String::from).collect() },
-            resources: json_or_default(map.get("resources")),
+            resources: json_or_default(map.get("resources"), gojson::parse_string_list),
             request_reason: get("request_reason"),
             reviews_count: get("reviews_count").parse().unwrap_or(0),
             resolution: Resolution::parse(&get("resolution")),
             resolve_reason: get("resolve_reason"),
-            system_annotations: json_or_default(map.get("system_annotations")),
-            suggested_reviewers: json_or_default(map.get("suggested_reviewers")),
-            logins_by_role: json_or_default(map.get("logins_by_role")),
+            system_annotations: json_or_default(map.get("system_annotations"), gojson::parse_string_list_map),
+            suggested_reviewers: json_or_default(map.get("suggested_reviewers"), gojson::parse_string_list),
+            logins_by_role: json_or_default(map.get("logins_by_role"), gojson::parse_string_list_map),
             max_duration: get("max_duration"),
             messages,
             extra: map
@@ -147,9 +156,8 @@ impl RequestData {
     }
 
     /// Encodes every official key (empty values included: on write, `""`
-    /// deletes) plus the extra keys.
+    /// deletes) plus the extra keys. JSON values are Go's bytes.
     pub fn encode(&self) -> BTreeMap<String, String> {
-        let json = |v: String| v;
         let mut m = BTreeMap::new();
         let mut put = |k: &str, v: String| {
             m.insert(k.to_string(), v);
@@ -158,7 +166,7 @@ impl RequestData {
         put("roles", self.roles.join(","));
         put(
             "resources",
-            if self.resources.is_empty() { String::new() } else { json(serde_json::to_string(&self.resources).unwrap_or_default()) },
+            if self.resources.is_empty() { String::new() } else { gojson::string_list(&self.resources) },
         );
         put("request_reason", self.request_reason.clone());
         put("reviews_count", if self.reviews_count == 0 { String::new() } else { self.reviews_count.to_string() });
@@ -166,15 +174,15 @@ impl RequestData {
         put("resolve_reason", self.resolve_reason.clone());
         put(
             "system_annotations",
-            if self.system_annotations.is_empty() { String::new() } else { serde_json::to_string(&self.system_annotations).unwrap_or_default() },
+            if self.system_annotations.is_empty() { String::new() } else { gojson::string_list_map(&self.system_annotations) },
         );
         put(
             "suggested_reviewers",
-            if self.suggested_reviewers.is_empty() { String::new() } else { serde_json::to_string(&self.suggested_reviewers).unwrap_or_default() },
+            if self.suggested_reviewers.is_empty() { String::new() } else { gojson::string_list(&self.suggested_reviewers) },
         );
         put(
             "logins_by_role",
-            if self.logins_by_role.is_empty() { String::new() } else { serde_json::to_string(&self.logins_by_role).unwrap_or_default() },
+            if self.logins_by_role.is_empty() { String::new() } else { gojson::string_list_map(&self.logins_by_role) },
         );
         put("max_duration", self.max_duration.clone());
         put(
@@ -290,7 +298,14 @@ impl PluginDataStore {
                 Change::Write(next, out) => (next, out),
             };
             let (set, expect) = cas_maps(raw.as_ref(), &next);
-            let stored: HashMap<String, String> = set.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut stored = raw.clone().unwrap_or_default();
+            for (k, v) in &set {
+                if v.is_empty() {
+                    stored.remove(k);
+                } else {
+                    stored.insert(k.clone(), v.clone());
+                }
+            }
             match self.client.update_plugin_data(self.kind, resource, &self.plugin, set, expect).await {
                 Ok(()) => return Ok((out, (!stored.is_empty()).then_some(stored))),
                 Err(s) if s.code() == Code::FailedPrecondition => {
@@ -305,6 +320,12 @@ impl PluginDataStore {
 
 /// The `set` and `expect` maps of a compare-and-swap from `old` to `new`.
 ///
+/// `set` holds only the keys whose decoded value changed: a value we read and
+/// did not change is left exactly as stored (another writer's bytes, a form
+/// we read but would write differently, or one we could not read at all).
+/// Keys we no longer carry are deleted; legacy keys are dropped once their
+/// content moved into `messages`.
+///
 /// `expect` lists every official key and every key we read, with the value we
 /// read (or `""` for absent): the server then refuses the write if anyone
 /// changed any of them. With no stored data, all expected values are `""`,
@@ -313,17 +334,26 @@ pub fn cas_maps(
     old: Option<&HashMap<String, String>>,
     new: &RequestData,
 ) -> (HashMap<String, String>, HashMap<String, String>) {
-    let mut set: HashMap<String, String> = new.encode().into_iter().collect();
-    let mut expect = HashMap::new();
-    for k in OFFICIAL_KEYS {
-        expect.insert(k.to_string(), String::new());
-    }
-    if let Some(old) = old {
-        for (k, v) in old {
-            expect.insert(k.clone(), v.clone());
-            // Keys we no longer carry are deleted; legacy keys are dropped once
-            // their content moved into `messages`.
-            set.entry(k.clone()).or_default();
+    let encoded = new.encode();
+    let mut expect: HashMap<String, String> = OFFICIAL_KEYS.iter().map(|k| (k.to_string(), String::new())).collect();
+    let Some(old) = old else {
+        for k in encoded.keys() {
+            expect.entry(k.clone()).or_default();
+        }
+        return (encoded.into_iter().collect(), expect);
+    };
+    let before = RequestData::decode(old).encode();
+    let mut set: HashMap<String, String> = encoded
+        .iter()
+        // Changed, or not stored under this key yet (`messages` decoded
+        // from the legacy keys).
+        .filter(|(k, v)| before.get(*k) != Some(*v) || (!v.is_empty() && !old.contains_key(*k)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in old {
+        expect.insert(k.clone(), v.clone());
+        if !encoded.contains_key(k) {
+            set.insert(k.clone(), String::new());
         }
     }
     for k in set.keys() {
@@ -396,6 +426,37 @@ mod tests {
         let bad = RequestData::decode(&map(&[("resources", "not json"), ("reviews_count", "x")]));
         assert!(bad.resources.is_empty());
         assert_eq!(bad.reviews_count, 0);
+    }
+
+    #[test]
+    fn a_role_without_logins_is_read_and_never_dropped() {
+        let official = map(&[("user", "alice"), ("logins_by_role", r#"{"dev":["root"],"editor":null}"#)]);
+        let d = RequestData::decode(&official);
+        assert_eq!(d.logins_by_role["dev"], vec!["root"]);
+        assert!(d.logins_by_role["editor"].is_empty());
+        let mut next = d.clone();
+        next.reviews_count = 1;
+        let (set, expect) = cas_maps(Some(&official), &next);
+        assert!(!set.contains_key("logins_by_role"), "unchanged: not rewritten");
+        assert_eq!(expect["logins_by_role"], official["logins_by_role"]);
+        // When we do write it, a role without logins is null, as the official plugin writes it.
+        assert_eq!(d.encode()["logins_by_role"], official["logins_by_role"]);
+    }
+
+    #[test]
+    fn only_changed_keys_are_set_and_json_is_written_as_go_writes_it() {
+        // Stored in a form Go would not write (serde_json's): left alone until changed.
+        let old = map(&[("user", "alice"), ("system_annotations", r#"{"url":["https://x/?a=1&b=2"]}"#), ("reviews_count", "1")]);
+        let mut next = RequestData::decode(&old);
+        next.reviews_count = 2;
+        let (set, _) = cas_maps(Some(&old), &next);
+        assert_eq!(set, map(&[("reviews_count", "2")]));
+        next.system_annotations.insert("team".into(), vec!["<ops>".into()]);
+        next.resources = vec!["/c/node/a&b".into()];
+        let (set, _) = cas_maps(Some(&old), &next);
+        assert_eq!(set["system_annotations"], r#"{"team":["\u003cops\u003e"],"url":["https://x/?a=1\u0026b=2"]}"#);
+        assert_eq!(set["resources"], r#"["/c/node/a\u0026b"]"#);
+        assert!(!set.contains_key("user"));
     }
 
     #[test]

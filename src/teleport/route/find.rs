@@ -48,6 +48,10 @@ pub enum FindError {
     /// Something answered, but not a Teleport Proxy's web API.
     #[error("{0}")]
     NotWebApi(String),
+    /// Something answered TLS with a certificate no trusted CA signs (kept
+    /// apart: it may be a Proxy behind a private CA, or Auth itself).
+    #[error("GET {url}: the web certificate is not trusted ({reason}); if a TLS-inspecting proxy or a private CA signs it, add that CA with teleport.web_ca")]
+    Untrusted { url: String, reason: String },
 }
 
 /// Asks the Proxy at `addr` who it is. `web` is the web-PKI configuration;
@@ -68,7 +72,7 @@ pub async fn find(net: &Net, addr: &str, web: &ClientConfig, timeout: Duration) 
         .and_then(reqwest::ClientBuilder::build)
         .map_err(|e| FindError::NotWebApi(format!("cannot build the HTTPS client: {e}")))?;
     let url = format!("https://{addr}/webapi/find");
-    let resp = client.get(&url).send().await.map_err(|e| FindError::NotWebApi(describe_request_error(&url, &e)))?;
+    let resp = client.get(&url).send().await.map_err(|e| request_error(&url, &e))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(FindError::NotWebApi(format!(
@@ -84,12 +88,10 @@ pub async fn find(net: &Net, addr: &str, web: &ClientConfig, timeout: Duration) 
     Ok(found)
 }
 
-fn describe_request_error(url: &str, e: &reqwest::Error) -> String {
+fn request_error(url: &str, e: &reqwest::Error) -> FindError {
     match super::web::rustls_error(e) {
-        Some(rustls::Error::InvalidCertificate(c)) => format!(
-            "GET {url}: the web certificate is not trusted ({c:?}); if a TLS-inspecting proxy or a private CA signs it, add that CA with teleport.web_ca"
-        ),
-        _ => format!("GET {url} failed: {}", error_chain(e)),
+        Some(rustls::Error::InvalidCertificate(c)) => FindError::Untrusted { url: url.into(), reason: format!("{c:?}") },
+        _ => FindError::NotWebApi(format!("GET {url} failed: {}", error_chain(e))),
     }
 }
 

@@ -132,17 +132,26 @@ pub async fn dialer_with(addr: &str, mode: ConnectionMode, opts: &RouteOptions) 
         ConnectionMode::Direct => (Arc::new(direct()), "teleport.connection = \"direct\"".into()),
         ConnectionMode::Auto if port_of(addr) == Some(AUTH_PORT) => {
             let why = format!("auto: port {AUTH_PORT} is the Auth Service's");
-            (Arc::new(Noted { inner: direct(), note: why.clone() }), why)
+            (Arc::new(Noted::new(direct(), why.clone())), why)
         }
         ConnectionMode::Auto => match through_proxy(addr, opts).await {
             Ok(found) => found,
             Err(ProxyError::NotWebApi(reason)) => {
                 let why = format!("auto: {addr} is not a Teleport Proxy web address ({reason})");
-                (Arc::new(Noted { inner: direct(), note: why.clone() }), why)
+                (Arc::new(Noted::new(direct(), why.clone())), why)
             }
             Err(ProxyError::NoWebTrust(reason)) => {
                 let why = format!("auto: cannot ask {addr} whether it is a Teleport Proxy ({reason})");
-                (Arc::new(Noted { inner: direct(), note: why.clone() }), why)
+                (Arc::new(Noted::new(direct(), why.clone())), why)
+            }
+            // Auth on another port than 3025 also fails the web trust check,
+            // so the address is tried as Auth; if that fails too, the
+            // untrusted web certificate is the likely cause and leads.
+            Err(ProxyError::UntrustedWeb { reason, .. }) => {
+                let why = format!("auto: the web certificate of {addr} is not trusted ({reason}), so it is tried as Auth");
+                // The handshake error says why; the path names only the choice.
+                let note = "auto: tried as Auth".to_string();
+                (Arc::new(Noted { untrusted_web: Some(reason), ..Noted::new(direct(), note) }), why)
             }
             Err(ProxyError::Fatal(e)) => return Err(e),
         },
@@ -152,6 +161,7 @@ pub async fn dialer_with(addr: &str, mode: ConnectionMode, opts: &RouteOptions) 
                 return Err(RouteError::NotAProxy { addr: addr.into(), reason });
             }
             Err(ProxyError::NoWebTrust(reason)) => return Err(RouteError::WebTls(reason)),
+            Err(ProxyError::UntrustedWeb { message, .. }) => return Err(RouteError::WebTls(message)),
             Err(ProxyError::Fatal(e)) => return Err(e),
         },
     };
@@ -164,6 +174,9 @@ enum ProxyError {
     NotWebApi(String),
     /// No CA to verify a web certificate with (no system store, no web_ca).
     NoWebTrust(String),
+    /// The web certificate is signed by no trusted CA: `reason` is the
+    /// certificate error, `message` the whole sentence with the fix.
+    UntrustedWeb { reason: String, message: String },
     Fatal(RouteError),
 }
 
@@ -175,6 +188,10 @@ async fn through_proxy(addr: &str, opts: &RouteOptions) -> Result<(Arc<dyn Diale
             return Err(ProxyError::Fatal(RouteError::Unreachable(e)));
         }
         Err(FindError::NotWebApi(e)) => return Err(ProxyError::NotWebApi(e)),
+        Err(FindError::Untrusted { url, reason }) => {
+            let message = FindError::Untrusted { url, reason: reason.clone() }.to_string();
+            return Err(ProxyError::UntrustedWeb { reason, message });
+        }
     };
     if !found.proxy.tls_routing_enabled {
         return Err(ProxyError::Fatal(RouteError::NoTlsRouting { addr: addr.into(), cluster: found.cluster_name }));
@@ -207,6 +224,15 @@ async fn through_proxy(addr: &str, opts: &RouteOptions) -> Result<(Arc<dyn Diale
 struct Noted {
     inner: DirectDialer,
     note: String,
+    /// Set when `auto` could not ask the address because its web certificate
+    /// is not trusted (the certificate error).
+    untrusted_web: Option<String>,
+}
+
+impl Noted {
+    fn new(inner: DirectDialer, note: String) -> Self {
+        Self { inner, note, untrusted_web: None }
+    }
 }
 
 #[async_trait::async_trait]
@@ -217,5 +243,15 @@ impl Dialer for Noted {
 
     fn describe(&self) -> String {
         format!("{} ({})", self.inner.describe(), self.note)
+    }
+
+    fn explain_handshake(&self, err: &io::Error) -> Option<String> {
+        let reason = self.untrusted_web.as_ref()?;
+        // The generic reading ("the identity belongs to another cluster")
+        // would be wrong here: the address is most likely a Proxy.
+        Some(format!(
+            "the web certificate of {addr} is not trusted ({reason}); if {addr} is a Teleport Proxy behind a private or TLS-inspecting CA, add that CA with teleport.web_ca (taken for the Auth Service instead, it failed the Auth handshake too: {err})",
+            addr = self.inner.addr
+        ))
     }
 }
