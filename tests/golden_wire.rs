@@ -127,6 +127,60 @@ fn access_request_fields_decode_at_their_numbers() {
 }
 
 #[test]
+fn constrained_resources_decode_from_field_26() {
+    let mut w = W::default();
+    w.msg(5, |s| {
+        s.msg(14, |id| {
+            id.str(1, "sim").str(2, "db").str(3, "pg");
+        });
+        // ResourceAccessID{id = 1, constraints = 2{version = 1, ssh = 11{logins = 1}}}
+        s.msg(26, |a| {
+            a.msg(1, |id| {
+                id.str(1, "sim").str(2, "node").str(3, "web-1");
+            });
+            a.msg(2, |c| {
+                c.str(1, "v1").msg(11, |ssh| {
+                    ssh.str(1, "root").str(1, "admin");
+                });
+            });
+        });
+        // ... and aws_console = 10{role_arns = 1}.
+        s.msg(26, |a| {
+            a.msg(1, |id| {
+                id.str(1, "sim").str(2, "app").str(3, "aws").str(4, "sub");
+            });
+            a.msg(2, |c| {
+                c.str(1, "v1").msg(10, |aws| {
+                    aws.str(1, "arn:aws:iam::1:role/ro");
+                });
+            });
+        });
+        // A constraint kind newer than this build: the resource is still shown.
+        s.msg(26, |a| {
+            a.msg(1, |id| {
+                id.str(1, "sim").str(2, "windows_desktop").str(3, "dc1");
+            });
+            a.msg(2, |c| {
+                c.str(1, "v1").msg(12, |x| {
+                    x.str(1, "Administrator");
+                });
+            });
+        });
+    });
+    let r = request_from_pb(&types::AccessRequestV3::decode(&w.0[..]).unwrap());
+    let shown: Vec<String> = r.requested_resources().map(|x| x.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "/sim/db/pg",
+            "/sim/node/web-1 (logins=root,admin)",
+            "/sim/app/aws/sub (role_arns=arn:aws:iam::1:role/ro)",
+            "/sim/windows_desktop/dc1 (constraints not shown)",
+        ]
+    );
+}
+
+#[test]
 fn request_states_use_teleports_enum_values() {
     for (v, s) in [(1, RequestState::Pending), (2, RequestState::Approved), (3, RequestState::Denied), (4, RequestState::Promoted)] {
         let mut w = W::default();

@@ -64,6 +64,35 @@ pub fn resource_id(cluster: &str, kind: &str, name: &str, sub_resource: &str) ->
     }
 }
 
+/// A resource requested with SSH login constraints, as `tsh request create
+/// --resource '/cluster/node/name|logins=a,b'` sends it: Auth keeps it in
+/// `RequestedResourceAccessIDs` (field 26), not in `RequestedResourceIDs`.
+pub fn ssh_constrained(cluster: &str, node: &str, logins: &[&str]) -> types::ResourceAccessId {
+    constrained(
+        resource_id(cluster, "node", node, ""),
+        types::resource_constraints::Details::Ssh(types::SshResourceConstraints {
+            logins: logins.iter().map(|s| s.to_string()).collect(),
+        }),
+    )
+}
+
+/// An AWS console app requested with a subset of its role ARNs.
+pub fn aws_console_constrained(cluster: &str, app: &str, role_arns: &[&str]) -> types::ResourceAccessId {
+    constrained(
+        resource_id(cluster, "app", app, ""),
+        types::resource_constraints::Details::AwsConsole(types::AwsConsoleResourceConstraints {
+            role_arns: role_arns.iter().map(|s| s.to_string()).collect(),
+        }),
+    )
+}
+
+fn constrained(id: types::ResourceId, details: types::resource_constraints::Details) -> types::ResourceAccessId {
+    types::ResourceAccessId {
+        id: Some(id),
+        constraints: Some(types::ResourceConstraints { version: "v1".into(), details: Some(details) }),
+    }
+}
+
 /// System annotations in Teleport's `LabelValues` encoding.
 pub fn label_values(pairs: &[(&str, &[&str])]) -> wrappers::LabelValues {
     wrappers::LabelValues {

@@ -67,18 +67,6 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
-fn resource_display(r: &crate::model::ResourceId, local_cluster: &str) -> String {
-    let mut s = if r.cluster.is_empty() || r.cluster == local_cluster {
-        format!("{}/{}", r.kind, r.name)
-    } else {
-        r.to_string()
-    };
-    if !r.sub_resource.is_empty() && !s.ends_with(&r.sub_resource) {
-        s = format!("{s}/{}", r.sub_resource);
-    }
-    s
-}
-
 impl Worker {
     pub fn new(
         chat: Arc<dyn Chat>,
@@ -311,7 +299,6 @@ impl Worker {
         match snap {
             Snapshot::Live(r) => {
                 let mut v = RequestView::from_request(r, &self.cluster.cluster_name, self.link(&r.id), rec.data.logins_by_role.clone(), status);
-                v.resources = r.resources.iter().map(|x| resource_display(x, &self.cluster.cluster_name)).collect();
                 if v.resolve_reason.is_empty() {
                     v.resolve_reason = rec.data.resolve_reason.clone();
                 }
@@ -419,7 +406,9 @@ impl Worker {
         let data = RequestData {
             user: req.user.clone(),
             roles: req.roles.clone(),
-            resources: req.resources.iter().map(|r| resource_display(r, &self.cluster.cluster_name)).collect(),
+            // Teleport's own string form, as the official plugins store it;
+            // constraints are shown on the cards only.
+            resources: req.requested_resources().map(|r| r.id.to_string()).collect(),
             request_reason: req.request_reason.clone(),
             system_annotations: req.system_annotations.clone(),
             logins_by_role: logins,
