@@ -198,4 +198,23 @@ pub struct MonitoringRule {
     /// `spec.notification.name`: the plugin the rule targets.
     pub notification_name: String,
     pub recipients: Vec<String>,
+    /// `spec.schedules`: when non-empty, the rule applies only to requests
+    /// created inside one of them.
+    pub schedules: BTreeMap<String, Schedule>,
+}
+
+/// One named schedule of a rule: weekly shifts in a time zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// IANA name; empty means UTC. `None`: the schedule has no `time` part.
+    pub timezone: Option<String>,
+    pub shifts: Vec<Shift>,
+}
+
+/// `weekday` as Go names it ("Monday"), `start`/`end` as `HH:MM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shift {
+    pub weekday: String,
+    pub start: String,
+    pub end: String,
 }

@@ -267,6 +267,75 @@ fn monitoring_rule_event_at_field_54() {
 }
 
 #[test]
+fn monitoring_rule_schedules_decode_from_field_8() {
+    let mut w = W::default();
+    w.uint(1, 1);
+    w.msg(54, |r| {
+        r.msg(1, |m| {
+            m.str(1, "office-hours");
+        });
+        r.msg(5, |s| {
+            s.str(1, "access_request").str(3, "true");
+            s.msg(4, |n| {
+                n.str(1, "slack").str(2, "#office");
+            });
+            // map<string, Schedule> schedules = 8: entry{key = 1, value = 2}
+            s.msg(8, |e| {
+                e.str(1, "weekdays").msg(2, |sched| {
+                    // Schedule.time = 1: TimeSchedule{shifts = 1, timezone = 2}
+                    sched.msg(1, |t| {
+                        t.msg(1, |sh| {
+                            sh.str(1, "Monday").str(2, "09:00").str(3, "17:00");
+                        });
+                        t.msg(1, |sh| {
+                            sh.str(1, "Tuesday").str(2, "10:00").str(3, "12:30");
+                        });
+                        t.str(2, "America/Los_Angeles");
+                    });
+                });
+            });
+        });
+    });
+    let Some(Feed::RulePut(rule)) = decode_event(proto::Event::decode(&w.0[..]).unwrap()) else { panic!("not a rule put") };
+    let s = &rule.schedules["weekdays"];
+    assert_eq!(s.timezone.as_deref(), Some("America/Los_Angeles"));
+    let shifts: Vec<(&str, &str, &str)> = s.shifts.iter().map(|x| (&*x.weekday, &*x.start, &*x.end)).collect();
+    assert_eq!(shifts, vec![("Monday", "09:00", "17:00"), ("Tuesday", "10:00", "12:30")]);
+}
+
+#[test]
+fn get_user_request_and_traits() {
+    let req = proto::GetUserRequest { name: "alice@example.com".into(), with_secrets: false };
+    let mut w = W::default();
+    w.str(1, "alice@example.com");
+    assert_eq!(req.encode_to_vec(), w.0);
+    let with = proto::GetUserRequest { name: "a".into(), with_secrets: true };
+    let mut w = W::default();
+    w.str(1, "a").uint(2, 1);
+    assert_eq!(with.encode_to_vec(), w.0);
+
+    // types.UserV2{Kind = 1, Version = 3, Metadata = 4, Spec = 5{Traits = 5}}
+    let mut w = W::default();
+    w.str(1, "user").str(3, "v2");
+    w.msg(4, |m| {
+        m.str(1, "alice@example.com");
+    });
+    w.msg(5, |spec| {
+        spec.str(4, "access"); // Roles = 4, not read
+        spec.msg(5, |t| {
+            t.msg(1, |e| {
+                e.str(1, "team").msg(2, |sv| {
+                    sv.str(1, "payments").str(1, "core");
+                });
+            });
+        });
+    });
+    let user = types::UserV2::decode(&w.0[..]).unwrap();
+    let traits = user.spec.unwrap().traits.unwrap();
+    assert_eq!(traits.values["team"].values, vec!["payments", "core"]);
+}
+
+#[test]
 fn plugin_data_seq_decodes() {
     let mut w = W::default();
     w.msg(1, |pd| {

@@ -137,8 +137,32 @@ pub fn monitoring_rule(
                 name: plugin.into(),
                 recipients: recipients.iter().map(|s| s.to_string()).collect(),
             }),
+            schedules: Default::default(),
         }),
     }
+}
+
+/// Adds `spec.schedules[name]`: `shifts` of (weekday, "HH:MM", "HH:MM") in
+/// the IANA time zone `timezone` ("" for UTC).
+pub fn with_schedule(
+    mut rule: amr::AccessMonitoringRule,
+    name: &str,
+    timezone: &str,
+    shifts: &[(&str, &str, &str)],
+) -> amr::AccessMonitoringRule {
+    let time = amr::TimeSchedule {
+        timezone: timezone.into(),
+        shifts: shifts
+            .iter()
+            .map(|(weekday, start, end)| amr::time_schedule::Shift {
+                weekday: weekday.to_string(),
+                start: start.to_string(),
+                end: end.to_string(),
+            })
+            .collect(),
+    };
+    rule.spec.get_or_insert_with(Default::default).schedules.insert(name.into(), amr::Schedule { time: Some(time) });
+    rule
 }
 
 /// Read access to the parts of a stored request tests and the simulator use.

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::timefmt::rfc3339;
-use crate::model::{AccessRequest, ConstrainedResource, MonitoringRule, RequestState, ResourceConstraints, ResourceId, Review};
+use crate::model::{
+    AccessRequest, ConstrainedResource, MonitoringRule, RequestState, ResourceConstraints, ResourceId, Review, Schedule, Shift,
+};
 use crate::pb::teleport::accessmonitoringrules::v1 as amr;
 use crate::pb::teleport::header::v1 as header;
 use crate::pb::types;
@@ -231,6 +233,24 @@ pub fn rule_from_pb(r: &amr::AccessMonitoringRule) -> MonitoringRule {
         condition: spec.condition,
         notification_name: notification.name,
         recipients: notification.recipients,
+        schedules: spec
+            .schedules
+            .into_iter()
+            .map(|(name, s)| {
+                let schedule = match s.time {
+                    None => Schedule { timezone: None, shifts: Vec::new() },
+                    Some(t) => Schedule {
+                        timezone: Some(t.timezone),
+                        shifts: t
+                            .shifts
+                            .into_iter()
+                            .map(|x| Shift { weekday: x.weekday, start: x.start, end: x.end })
+                            .collect(),
+                    },
+                };
+                (name, schedule)
+            })
+            .collect(),
     }
 }
 
@@ -248,6 +268,25 @@ pub fn rule_to_pb(r: &MonitoringRule) -> amr::AccessMonitoringRule {
                 name: r.notification_name.clone(),
                 recipients: r.recipients.clone(),
             }),
+            schedules: r
+                .schedules
+                .iter()
+                .map(|(name, s)| {
+                    let time = s.timezone.as_ref().map(|tz| amr::TimeSchedule {
+                        timezone: tz.clone(),
+                        shifts: s
+                            .shifts
+                            .iter()
+                            .map(|x| amr::time_schedule::Shift {
+                                weekday: x.weekday.clone(),
+                                start: x.start.clone(),
+                                end: x.end.clone(),
+                            })
+                            .collect(),
+                    });
+                    (name.clone(), amr::Schedule { time })
+                })
+                .collect(),
         }),
     }
 }
