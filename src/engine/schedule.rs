@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn shifts_match_inclusively_in_their_time_zone() {
-        let cases: &[(&str, &[(&str, &str, &str)], u64, bool)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str, &'a str)], u64, bool);
+        let cases: &[Case] = &[
             ("", &[("Monday", "14:00", "15:00")], MONDAY_1430, true),
             ("UTC", &[("Monday", "14:30", "14:30")], MONDAY_1430, true),
             ("", &[("Monday", "14:00", "14:29")], MONDAY_1430, false),
@@ -147,7 +148,7 @@ mod tests {
     #[test]
     fn any_schedule_may_match() {
         let mut s = one("", &[("Tuesday", "00:00", "23:59")]);
-        s.extend(one("Europe/Lisbon", &[("Monday", "15:00", "16:00")]).into_iter().map(|(_, v)| ("lisbon".to_string(), v)));
+        s.extend(one("Europe/Lisbon", &[("Monday", "15:00", "16:00")]).into_values().map(|v| ("lisbon".to_string(), v)));
         assert_eq!(in_schedules(&s, at(MONDAY_1430)), Ok(true), "15:30 in Lisbon (WEST)");
     }
 
