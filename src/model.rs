@@ -61,6 +61,54 @@ impl fmt::Display for ResourceId {
     }
 }
 
+/// What a constrained resource request narrows access to (Teleport's
+/// `ResourceConstraints`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceConstraints {
+    /// SSH node: only these logins.
+    SshLogins(Vec<String>),
+    /// AWS console app: only these role ARNs.
+    AwsConsoleRoleArns(Vec<String>),
+    /// Constraints of a kind this build does not know.
+    Unrecognized,
+}
+
+impl fmt::Display for ResourceConstraints {
+    /// The `key=value,value` form `tsh request show` prints after the id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SshLogins(v) => write!(f, "logins={}", v.join(",")),
+            Self::AwsConsoleRoleArns(v) => write!(f, "role_arns={}", v.join(",")),
+            Self::Unrecognized => f.write_str("constraints not shown"),
+        }
+    }
+}
+
+/// A resource requested with constraints (`RequestedResourceAccessIDs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstrainedResource {
+    pub id: ResourceId,
+    pub constraints: ResourceConstraints,
+}
+
+/// One requested resource, constrained or not, for display and routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestedResource<'a> {
+    pub id: &'a ResourceId,
+    pub constraints: Option<&'a ResourceConstraints>,
+}
+
+impl fmt::Display for RequestedResource<'_> {
+    /// `/<cluster>/<kind>/<name>[/<sub>]`, then ` (logins=a,b)` when constrained.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.id)?;
+        if let Some(c) = self.constraints {
+            write!(f, " ({c})")?;
+        }
+        Ok(())
+    }
+}
+
 /// One review submitted on a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Review {
@@ -89,7 +137,10 @@ pub struct AccessRequest {
     pub labels: BTreeMap<String, String>,
     pub reviews: Vec<Review>,
     pub suggested_reviewers: Vec<String>,
+    /// Resources requested without constraints (`RequestedResourceIDs`).
     pub resources: Vec<ResourceId>,
+    /// Resources requested with constraints (`RequestedResourceAccessIDs`).
+    pub constrained_resources: Vec<ConstrainedResource>,
     /// Absolute time the granted access may last until, when set.
     pub max_duration: Option<SystemTime>,
     /// Long-term (rather than short-term) access request.
@@ -115,10 +166,27 @@ impl AccessRequest {
             reviews: Vec::new(),
             suggested_reviewers: Vec::new(),
             resources: Vec::new(),
+            constrained_resources: Vec::new(),
             max_duration: None,
             long_term: false,
             promoted_to: None,
         }
+    }
+}
+
+impl AccessRequest {
+    /// Every requested resource: the unconstrained ones first, then the
+    /// constrained ones, as Teleport combines the two fields.
+    pub fn requested_resources(&self) -> impl Iterator<Item = RequestedResource<'_>> {
+        let plain = self.resources.iter().map(|id| RequestedResource { id, constraints: None });
+        let constrained =
+            self.constrained_resources.iter().map(|c| RequestedResource { id: &c.id, constraints: Some(&c.constraints) });
+        plain.chain(constrained)
+    }
+
+    /// Whether the request asks for resources rather than roles only.
+    pub fn has_resources(&self) -> bool {
+        !self.resources.is_empty() || !self.constrained_resources.is_empty()
     }
 }
 
@@ -131,4 +199,23 @@ pub struct MonitoringRule {
     /// `spec.notification.name`: the plugin the rule targets.
     pub notification_name: String,
     pub recipients: Vec<String>,
+    /// `spec.schedules`: when non-empty, the rule applies only to requests
+    /// created inside one of them.
+    pub schedules: BTreeMap<String, Schedule>,
+}
+
+/// One named schedule of a rule: weekly shifts in a time zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// IANA name; empty means UTC. `None`: the schedule has no `time` part.
+    pub timezone: Option<String>,
+    pub shifts: Vec<Shift>,
+}
+
+/// `weekday` as Go names it ("Monday"), `start`/`end` as `HH:MM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shift {
+    pub weekday: String,
+    pub start: String,
+    pub end: String,
 }

@@ -10,7 +10,7 @@ use common::chats::Sim;
 use common::{Env, eventually};
 use teleport_plugin::app::{Extras, Running, launch};
 use teleport_plugin_sim::chat::RateWindow;
-use teleport_plugin_sim::access::AccessRequestExt;
+use teleport_plugin_sim::access::{self, AccessRequestExt};
 
 async fn start_plugin(env: &Env, sim: &Sim, extra: &str) -> Running {
     let cfg = env.config(&format!("{}{extra}", sim.section()));
@@ -310,6 +310,53 @@ fn outside_code(text: &str) -> String {
         }
     }
     out
+}
+
+/// A request whose resources Teleport keeps in `RequestedResourceAccessIDs`
+/// (field 26): every card shows each resource with its constraints, and the
+/// `resources` key lists them as the official plugins write resource ids.
+async fn constrained_resources(which: &str) {
+    let env = Env::new().await;
+    let sim = Sim::start(which).await;
+    let running = start_plugin(&env, &sim, "").await;
+    let cluster = env.sim.cluster_name().to_string();
+    let mut req = access::new_request("alice@example.com", &["access"]);
+    let spec = req.spec_mut();
+    spec.requested_resource_i_ds.push(access::resource_id(&cluster, "db", "pg", ""));
+    spec.requested_resource_access_i_ds.push(access::ssh_constrained(&cluster, "web-1", &["root", "admin"]));
+    spec.requested_resource_access_i_ds.push(access::aws_console_constrained(&cluster, "aws", &["arn:aws:iam::1:role/ro"]));
+    let r = env.sim.create_request(req);
+    assert!(eventually(Duration::from_secs(10), || sim.cards(r.id()).len() == 1).await, "{which}: card posted");
+    let text = &sim.cards(r.id())[0].text;
+    for want in [
+        format!("/{cluster}/db/pg"),
+        format!("/{cluster}/node/web-1 (logins=root,admin)"),
+        format!("/{cluster}/app/aws (role_arns=arn:aws:iam::1:role/ro)"),
+        "Resource Request".to_string(),
+    ] {
+        assert!(text.contains(&want), "{which}: {want:?} missing from {text}");
+    }
+    let recorded = || env.sim.plugin_data(r.id(), sim.name()).is_some_and(|d| d.get("messages").is_some_and(|m| !m.is_empty()));
+    assert!(eventually(Duration::from_secs(10), recorded).await);
+    let data = env.sim.plugin_data(r.id(), sim.name()).unwrap();
+    let want = format!(r#"["/{cluster}/db/pg","/{cluster}/node/web-1","/{cluster}/app/aws"]"#);
+    assert_eq!(data["resources"], want, "{which}");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn slack_card_shows_constrained_resources() {
+    constrained_resources("slack").await;
+}
+
+#[tokio::test]
+async fn discord_card_shows_constrained_resources() {
+    constrained_resources("discord").await;
+}
+
+#[tokio::test]
+async fn mattermost_card_shows_constrained_resources() {
+    constrained_resources("mattermost").await;
 }
 
 async fn hostile_reason(which: &str) {

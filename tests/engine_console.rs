@@ -106,3 +106,79 @@ async fn resolved_requests_never_posted_are_skipped_and_plugin_data_of_others_is
     assert_eq!(o.matches("(card)").count(), 1, "{o}");
     running.stop(Duration::from_secs(5)).await;
 }
+
+/// Access Monitoring Rules as the newest official plugins evaluate them:
+/// conditions on the requester's traits (read with GetUser) and schedules on
+/// the creation time; without permission to read users the traits are empty.
+#[tokio::test]
+async fn monitoring_rules_with_traits_and_schedules_route_requests() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    use teleport_plugin_sim::access;
+
+    let env = Env::new().await;
+    env.sim.set_user("alice@example.com", &[("team", &["payments"])]);
+    env.sim.set_user("bob@example.com", &[("team", &["sales"])]);
+    env.sim.set_user("carol@example.com", &[]);
+    env.sim.put_rule(access::monitoring_rule(
+        "payments",
+        &["access_request"],
+        r#"access_request.spec.roles.contains("dev") && user.traits["team"].contains("payments")"#,
+        "console",
+        &["#payments"],
+    ));
+    let office = access::monitoring_rule(
+        "office-hours",
+        &["access_request"],
+        r#"access_request.spec.roles.contains("oncall")"#,
+        "console",
+        &["#office"],
+    );
+    env.sim.put_rule(access::with_schedule(office, "weekdays", "Europe/Lisbon", &[("Monday", "09:00", "17:00")]));
+    let (console, out) = ConsoleChat::buffered();
+    let running = launch(&env.config(CONSOLE), vec![Arc::new(console) as Arc<dyn Chat>], Extras::default()).await.unwrap();
+    assert!(running.ready(Duration::from_secs(10)).await);
+
+    let posted_to = |id: &str| -> Vec<String> {
+        let o = text(&out);
+        // Each message: a `[mN] post to <recipient> (card)` line, then its body.
+        let mut to: Vec<String> = o
+            .split("\n[")
+            .filter(|block| block.contains(&format!("ID: {id}\n")))
+            .filter_map(|block| {
+                let head = block.lines().next()?;
+                head.split_once("] post to ")?.1.strip_suffix(" (card)").map(String::from)
+            })
+            .collect();
+        to.sort();
+        to
+    };
+    let created_at = |user: &str, role: &str, secs: u64| {
+        let mut r = access::new_request(user, &[role]);
+        r.spec_mut().created = Some(access::timestamp(UNIX_EPOCH + Duration::from_secs(secs)));
+        r.spec_mut().expires = Some(access::timestamp(SystemTime::now() + Duration::from_secs(3600)));
+        env.sim.create_request(r)
+    };
+    // 2025-08-11 was a Monday; 10:00 UTC is 11:00 in Lisbon, 17:30 UTC 18:30.
+    const MONDAY_10_UTC: u64 = 1_754_906_400;
+    let in_hours = created_at("carol@example.com", "oncall", MONDAY_10_UTC);
+    let after_hours = created_at("carol@example.com", "oncall", MONDAY_10_UTC + 7 * 3600 + 1800);
+    let alice = env.sim.request("alice@example.com", &["dev"], "");
+    let bob = env.sim.request("bob@example.com", &["dev"], "");
+    let all = [&in_hours, &after_hours, &alice, &bob];
+    assert!(eventually(Duration::from_secs(10), || all.iter().all(|r| !posted_to(r.id()).is_empty())).await, "{}", text(&out));
+    // Give a wrong extra post the chance to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posted_to(in_hours.id()), vec!["#office"], "{}", text(&out));
+    assert_eq!(posted_to(after_hours.id()), vec!["#access"], "outside the schedule: static routing");
+    assert_eq!(posted_to(alice.id()), vec!["#payments"]);
+    assert_eq!(posted_to(bob.id()), vec!["#access", "#dev"], "another team: static routing");
+    assert!(env.sim.calls("GetUser") >= 2);
+
+    // Without `user: read` the traits are empty: the trait rule no longer matches.
+    env.sim.deny_user_reads(true);
+    let denied = env.sim.request("alice@example.com", &["dev"], "");
+    assert!(eventually(Duration::from_secs(10), || !posted_to(denied.id()).is_empty()).await, "{}", text(&out));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posted_to(denied.id()), vec!["#access", "#dev"]);
+    assert!(running.stop(Duration::from_secs(5)).await);
+}

@@ -128,6 +128,60 @@ fn access_request_fields_decode_at_their_numbers() {
 }
 
 #[test]
+fn constrained_resources_decode_from_field_26() {
+    let mut w = W::default();
+    w.msg(5, |s| {
+        s.msg(14, |id| {
+            id.str(1, "sim").str(2, "db").str(3, "pg");
+        });
+        // ResourceAccessID{id = 1, constraints = 2{version = 1, ssh = 11{logins = 1}}}
+        s.msg(26, |a| {
+            a.msg(1, |id| {
+                id.str(1, "sim").str(2, "node").str(3, "web-1");
+            });
+            a.msg(2, |c| {
+                c.str(1, "v1").msg(11, |ssh| {
+                    ssh.str(1, "root").str(1, "admin");
+                });
+            });
+        });
+        // ... and aws_console = 10{role_arns = 1}.
+        s.msg(26, |a| {
+            a.msg(1, |id| {
+                id.str(1, "sim").str(2, "app").str(3, "aws").str(4, "sub");
+            });
+            a.msg(2, |c| {
+                c.str(1, "v1").msg(10, |aws| {
+                    aws.str(1, "arn:aws:iam::1:role/ro");
+                });
+            });
+        });
+        // A constraint kind newer than this build: the resource is still shown.
+        s.msg(26, |a| {
+            a.msg(1, |id| {
+                id.str(1, "sim").str(2, "windows_desktop").str(3, "dc1");
+            });
+            a.msg(2, |c| {
+                c.str(1, "v1").msg(12, |x| {
+                    x.str(1, "Administrator");
+                });
+            });
+        });
+    });
+    let r = request_from_pb(&types::AccessRequestV3::decode(&w.0[..]).unwrap());
+    let shown: Vec<String> = r.requested_resources().map(|x| x.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "/sim/db/pg",
+            "/sim/node/web-1 (logins=root,admin)",
+            "/sim/app/aws/sub (role_arns=arn:aws:iam::1:role/ro)",
+            "/sim/windows_desktop/dc1 (constraints not shown)",
+        ]
+    );
+}
+
+#[test]
 fn request_states_use_teleports_enum_values() {
     for (v, s) in [(1, RequestState::Pending), (2, RequestState::Approved), (3, RequestState::Denied), (4, RequestState::Promoted)] {
         let mut w = W::default();
@@ -211,6 +265,75 @@ fn monitoring_rule_event_at_field_54() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[test]
+fn monitoring_rule_schedules_decode_from_field_8() {
+    let mut w = W::default();
+    w.uint(1, 1);
+    w.msg(54, |r| {
+        r.msg(1, |m| {
+            m.str(1, "office-hours");
+        });
+        r.msg(5, |s| {
+            s.str(1, "access_request").str(3, "true");
+            s.msg(4, |n| {
+                n.str(1, "slack").str(2, "#office");
+            });
+            // map<string, Schedule> schedules = 8: entry{key = 1, value = 2}
+            s.msg(8, |e| {
+                e.str(1, "weekdays").msg(2, |sched| {
+                    // Schedule.time = 1: TimeSchedule{shifts = 1, timezone = 2}
+                    sched.msg(1, |t| {
+                        t.msg(1, |sh| {
+                            sh.str(1, "Monday").str(2, "09:00").str(3, "17:00");
+                        });
+                        t.msg(1, |sh| {
+                            sh.str(1, "Tuesday").str(2, "10:00").str(3, "12:30");
+                        });
+                        t.str(2, "America/Los_Angeles");
+                    });
+                });
+            });
+        });
+    });
+    let Some(Feed::RulePut(rule)) = decode_event(proto::Event::decode(&w.0[..]).unwrap()) else { panic!("not a rule put") };
+    let s = &rule.schedules["weekdays"];
+    assert_eq!(s.timezone.as_deref(), Some("America/Los_Angeles"));
+    let shifts: Vec<(&str, &str, &str)> = s.shifts.iter().map(|x| (&*x.weekday, &*x.start, &*x.end)).collect();
+    assert_eq!(shifts, vec![("Monday", "09:00", "17:00"), ("Tuesday", "10:00", "12:30")]);
+}
+
+#[test]
+fn get_user_request_and_traits() {
+    let req = proto::GetUserRequest { name: "alice@example.com".into(), with_secrets: false };
+    let mut w = W::default();
+    w.str(1, "alice@example.com");
+    assert_eq!(req.encode_to_vec(), w.0);
+    let with = proto::GetUserRequest { name: "a".into(), with_secrets: true };
+    let mut w = W::default();
+    w.str(1, "a").uint(2, 1);
+    assert_eq!(with.encode_to_vec(), w.0);
+
+    // types.UserV2{Kind = 1, Version = 3, Metadata = 4, Spec = 5{Traits = 5}}
+    let mut w = W::default();
+    w.str(1, "user").str(3, "v2");
+    w.msg(4, |m| {
+        m.str(1, "alice@example.com");
+    });
+    w.msg(5, |spec| {
+        spec.str(4, "access"); // Roles = 4, not read
+        spec.msg(5, |t| {
+            t.msg(1, |e| {
+                e.str(1, "team").msg(2, |sv| {
+                    sv.str(1, "payments").str(1, "core");
+                });
+            });
+        });
+    });
+    let user = types::UserV2::decode(&w.0[..]).unwrap();
+    let traits = user.spec.unwrap().traits.unwrap();
+    assert_eq!(traits.values["team"].values, vec!["payments", "core"]);
 }
 
 #[test]

@@ -18,7 +18,7 @@ use teleport_plugin::chat::text::{TRUNCATED, looks_like_email};
 use teleport_plugin::chat::view::web_link;
 use teleport_plugin::chat::{Content, RequestView, Status, console, discord, mattermost, slack};
 use teleport_plugin::config::RoleRecipients;
-use teleport_plugin::engine::route::Router;
+use teleport_plugin::engine::route::{EvalContext, Router};
 use teleport_plugin::model::{AccessRequest, MonitoringRule, RequestState, ResourceId, Review};
 use teleport_plugin_sim::chat::{ChatSim, SimChannel, SimUser, SlackSim, SlackSimConfig};
 use teleport_plugin_sim::access::{self, AccessRequestExt};
@@ -291,7 +291,7 @@ fn routing_keeps_only_the_suggested_reviewers_that_are_emails() {
         ),
     ]);
     let router = Router::new("slack", static_routes);
-    let got = router.route(&r);
+    let got = router.route(&r, &EvalContext::with_traits(Default::default()));
     let mut want = vec!["#access".to_string(), "#role-7".to_string()];
     want.extend(valid.iter().cloned());
     assert_eq!(
@@ -323,8 +323,9 @@ fn routing_keeps_only_the_suggested_reviewers_that_are_emails() {
         ),
         notification_name: "slack".into(),
         recipients: vec!["#amr".into()],
+        schedules: Default::default(),
     }]);
-    assert_eq!(router.route(&r).recipients, vec!["#amr"]);
+    assert_eq!(router.route(&r, &EvalContext::with_traits(Default::default())).recipients, vec!["#amr"]);
 
     // No roles and no reviewers: no recipient, as upstream (the default
     // recipient stands in for roles without an entry of their own).
@@ -332,7 +333,7 @@ fn routing_keeps_only_the_suggested_reviewers_that_are_emails() {
         "slack",
         BTreeMap::from([("*".to_string(), vec!["#access".to_string()])]),
     )
-    .route(&empty_request());
+    .route(&empty_request(), &EvalContext::with_traits(Default::default()));
     assert_eq!(none.recipients, Vec::<String>::new());
 }
 

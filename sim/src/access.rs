@@ -64,6 +64,35 @@ pub fn resource_id(cluster: &str, kind: &str, name: &str, sub_resource: &str) ->
     }
 }
 
+/// A resource requested with SSH login constraints, as `tsh request create
+/// --resource '/cluster/node/name|logins=a,b'` sends it: Auth keeps it in
+/// `RequestedResourceAccessIDs` (field 26), not in `RequestedResourceIDs`.
+pub fn ssh_constrained(cluster: &str, node: &str, logins: &[&str]) -> types::ResourceAccessId {
+    constrained(
+        resource_id(cluster, "node", node, ""),
+        types::resource_constraints::Details::Ssh(types::SshResourceConstraints {
+            logins: logins.iter().map(|s| s.to_string()).collect(),
+        }),
+    )
+}
+
+/// An AWS console app requested with a subset of its role ARNs.
+pub fn aws_console_constrained(cluster: &str, app: &str, role_arns: &[&str]) -> types::ResourceAccessId {
+    constrained(
+        resource_id(cluster, "app", app, ""),
+        types::resource_constraints::Details::AwsConsole(types::AwsConsoleResourceConstraints {
+            role_arns: role_arns.iter().map(|s| s.to_string()).collect(),
+        }),
+    )
+}
+
+fn constrained(id: types::ResourceId, details: types::resource_constraints::Details) -> types::ResourceAccessId {
+    types::ResourceAccessId {
+        id: Some(id),
+        constraints: Some(types::ResourceConstraints { version: "v1".into(), details: Some(details) }),
+    }
+}
+
 /// System annotations in Teleport's `LabelValues` encoding.
 pub fn label_values(pairs: &[(&str, &[&str])]) -> wrappers::LabelValues {
     wrappers::LabelValues {
@@ -108,8 +137,32 @@ pub fn monitoring_rule(
                 name: plugin.into(),
                 recipients: recipients.iter().map(|s| s.to_string()).collect(),
             }),
+            schedules: Default::default(),
         }),
     }
+}
+
+/// Adds `spec.schedules[name]`: `shifts` of (weekday, "HH:MM", "HH:MM") in
+/// the IANA time zone `timezone` ("" for UTC).
+pub fn with_schedule(
+    mut rule: amr::AccessMonitoringRule,
+    name: &str,
+    timezone: &str,
+    shifts: &[(&str, &str, &str)],
+) -> amr::AccessMonitoringRule {
+    let time = amr::TimeSchedule {
+        timezone: timezone.into(),
+        shifts: shifts
+            .iter()
+            .map(|(weekday, start, end)| amr::time_schedule::Shift {
+                weekday: weekday.to_string(),
+                start: start.to_string(),
+                end: end.to_string(),
+            })
+            .collect(),
+    };
+    rule.spec.get_or_insert_with(Default::default).schedules.insert(name.into(), amr::Schedule { time: Some(time) });
+    rule
 }
 
 /// Read access to the parts of a stored request tests and the simulator use.

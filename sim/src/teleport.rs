@@ -76,6 +76,8 @@ struct Store {
     /// (kind, resource) → plugin → data. Survives request deletion.
     plugin_data: HashMap<(String, String), PluginEntries>,
     roles: HashMap<String, Vec<String>>,
+    /// User name → traits.
+    users: HashMap<String, Vec<(String, Vec<String>)>>,
     rules: BTreeMap<String, amr::AccessMonitoringRule>,
 }
 
@@ -87,6 +89,7 @@ struct Faults {
     fail_next: HashMap<String, VecDeque<Status>>,
     rejected_kinds: HashSet<String>,
     deny_roles: bool,
+    deny_users: bool,
 }
 
 struct Inner {
@@ -281,6 +284,12 @@ impl TeleportSim {
         s.roles.insert(name.into(), logins.iter().map(|l| l.to_string()).collect());
     }
 
+    /// Creates or replaces the user `name` with `traits`.
+    pub fn set_user(&self, name: &str, traits: &[(&str, &[&str])]) {
+        let traits = traits.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect();
+        self.inner.store.lock().expect("poisoned").users.insert(name.into(), traits);
+    }
+
     /// Creates or replaces an Access Monitoring Rule (see
     /// [`access::monitoring_rule`]) and announces it.
     pub fn put_rule(&self, rule: amr::AccessMonitoringRule) {
@@ -411,6 +420,11 @@ impl TeleportSim {
     /// Calls refused so far by the client version policy.
     pub fn version_refusals(&self) -> Vec<version_policy::Refusal> {
         self.inner.version_refusals.lock().expect("poisoned").clone()
+    }
+
+    /// GetUser answers PERMISSION_DENIED (the plugin's role lacks `user: read`).
+    pub fn deny_user_reads(&self, on: bool) {
+        self.inner.faults.lock().expect("poisoned").deny_users = on;
     }
 
     /// Number of calls of `method` received so far.
@@ -734,6 +748,29 @@ impl auth_srv::AuthService for Service {
             s.requests.values().filter(|r| request_matches(r, &f)).map(|r| Ok(r.clone())).collect()
         };
         Ok(Response::new(Box::pin(futures::stream::iter(items))))
+    }
+
+    async fn get_user(&self, req: Request<proto::GetUserRequest>) -> Result<Response<types::UserV2>, Status> {
+        self.0.enter("GetUser").await?;
+        if self.0.faults.lock().expect("poisoned").deny_users {
+            return Err(Status::permission_denied("access denied to perform action \"read\" on \"user\""));
+        }
+        let req = req.into_inner();
+        if req.with_secrets {
+            return Err(Status::permission_denied("reading user secrets is not allowed to plugins"));
+        }
+        let s = self.0.store.lock().expect("poisoned");
+        let traits = s.users.get(&req.name).ok_or_else(|| Status::not_found(format!("user {:?} is not found", req.name)))?;
+        let pairs: Vec<(&str, Vec<&str>)> =
+            traits.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
+        let pairs: Vec<(&str, &[&str])> = pairs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        Ok(Response::new(types::UserV2 {
+            kind: "user".into(),
+            version: "v2".into(),
+            metadata: Some(types::Metadata { name: req.name.clone(), namespace: "default".into(), ..Default::default() }),
+            spec: Some(types::UserSpecV2 { traits: Some(access::label_values(&pairs)) }),
+            ..Default::default()
+        }))
     }
 
     async fn get_role(&self, req: Request<proto::GetRoleRequest>) -> Result<Response<types::RoleV6>, Status> {

@@ -93,7 +93,7 @@ impl RequestView {
             user: r.user.clone(),
             roles: r.roles.clone(),
             logins_by_role,
-            resources: r.resources.iter().map(ToString::to_string).collect(),
+            resources: r.requested_resources().map(|x| x.to_string()).collect(),
             request_reason: r.request_reason.clone(),
             status,
             resolve_reason: r.resolve_reason.clone(),

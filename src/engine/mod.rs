@@ -4,6 +4,7 @@
 //! - [`plan`]: pure decisions (snapshot + record → next step), table-tested.
 //! - [`queue`]: per-request ordering, parallelism across requests, retries.
 //! - [`route`]: who to tell (rules, role map, routes, suggested reviewers).
+//! - [`schedule`]: whether a request falls in a rule's `spec.schedules`.
 //! - [`worker`]: carries out steps against the chat and plugin data.
 //! - [`pipeline`]: one chat's loop tying these to the Teleport feed.
 
@@ -12,4 +13,5 @@ pub mod plan;
 pub mod predicate;
 pub mod queue;
 pub mod route;
+pub mod schedule;
 pub mod worker;

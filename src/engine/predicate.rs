@@ -12,6 +12,10 @@
 //! | `access_request.spec.user`, `access_request.spec.request_reason`, `plugin.spec.name` | string |
 //! | `access_request.spec.roles`, `access_request.spec.suggested_reviewers` | set |
 //! | `access_request.spec.system_annotations["key"]` or `...system_annotations.key` | set |
+//! | `user.traits["key"]` or `user.traits.key` (the requester's traits) | set |
+//! | `access_request.spec.creation_time`, `access_request.spec.expiry` | time |
+//! | `day(time)`, `time.day()`: the weekday in UTC, as Go names it ("Monday") | string |
+//! | `clock_between(time, "HH:MM", "HH:MM")`, `time.clock_between(...)` (UTC, both ends excluded) | boolean |
 //! | `set("a", "b", ...)` | set |
 //! | `contains(set, string)`, `set.contains(string)` | boolean |
 //! | `contains_any(set, set)`, `set.contains_any(set)` | boolean |
@@ -28,8 +32,11 @@
 //! semicolon insertion makes Teleport reject a line that starts with `&&`).
 //!
 //! Everything is type-checked while parsing, so [`Condition::matches`] cannot
-//! fail. Anything outside the subset (other functions, `user.traits`,
-//! resource labels, numbers, `<`, ...) is rejected by [`Condition::parse`]
+//! fail: the `HH:MM` arguments of `clock_between` must be literals, checked
+//! then (upstream fails the evaluation on a bad one, which skips the rule).
+//! An unset time reads as Go's zero time (0001-01-01T00:00:00Z, a Monday), as
+//! upstream. Anything outside the subset (other functions, resource labels,
+//! numbers, `<`, ...) is rejected by [`Condition::parse`]
 //! with the position and a list of what is supported: a rule is never
 //! evaluated with a meaning different from Teleport's.
 //!
@@ -39,6 +46,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::SystemTime;
 
 use lexer::{Tok, Token, lex};
 
@@ -52,36 +60,47 @@ pub const MAX_CONDITION_LEN: usize = 16 * 1024;
 pub const MAX_DEPTH: usize = 64;
 
 const FUNCTIONS: &[&str] = &[
+    "clock_between",
     "contains",
     "contains_all",
     "contains_any",
+    "day",
     "is_empty",
     "set",
 ];
-const METHODS: &[&str] = &["contains", "contains_all", "contains_any", "isempty"];
+const METHODS: &[&str] = &[
+    "clock_between",
+    "contains",
+    "contains_all",
+    "contains_any",
+    "day",
+    "isempty",
+];
 const VAR_USER: &str = "access_request.spec.user";
 const VAR_REASON: &str = "access_request.spec.request_reason";
 const VAR_PLUGIN: &str = "plugin.spec.name";
 const VAR_ROLES: &str = "access_request.spec.roles";
 const VAR_REVIEWERS: &str = "access_request.spec.suggested_reviewers";
 const VAR_ANNOTATIONS: &str = "access_request.spec.system_annotations";
+pub(crate) const VAR_TRAITS: &str = "user.traits";
+const VAR_CREATED: &str = "access_request.spec.creation_time";
+const VAR_EXPIRY: &str = "access_request.spec.expiry";
 const VARIABLES: &[&str] = &[
     VAR_ROLES,
     VAR_REVIEWERS,
     VAR_USER,
     VAR_REASON,
     VAR_ANNOTATIONS,
+    VAR_TRAITS,
+    VAR_CREATED,
+    VAR_EXPIRY,
     VAR_PLUGIN,
 ];
 /// Variables Teleport defines for these conditions whose data this plugin
 /// does not have; named separately so the error says so instead of "unknown".
 const UNAVAILABLE_VARIABLES: &[&str] = &[
-    "access_request.spec.creation_time",
-    "access_request.spec.expiry",
-    "access_request.spec.requested_resources",
     "access_request.spec.resource_labels_intersection",
     "access_request.spec.resource_labels_union",
-    "user.traits",
 ];
 /// First path segments that name variables rather than function namespaces.
 const VARIABLE_ROOTS: &[&str] = &["access_request", "plugin", "user"];
@@ -102,6 +121,12 @@ pub struct RequestFacts<'a> {
     pub system_annotations: &'a BTreeMap<String, Vec<String>>,
     /// `plugin.spec.name`
     pub plugin_name: &'a str,
+    /// `user.traits`; empty when the requester's traits could not be read.
+    pub user_traits: &'a BTreeMap<String, Vec<String>>,
+    /// `access_request.spec.creation_time`
+    pub creation_time: Option<SystemTime>,
+    /// `access_request.spec.expiry`
+    pub expiry: Option<SystemTime>,
 }
 
 /// A parsed, type-checked Access Monitoring Rule condition.
@@ -269,6 +294,29 @@ enum BoolExpr {
     ContainsAny(SetExpr, SetExpr),
     ContainsAll(SetExpr, SetExpr),
     IsEmpty(SetExpr),
+    /// Minutes of the day of the start and end, checked at parse time.
+    ClockBetween(TimeExpr, (u16, String), (u16, String)),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeExpr {
+    Created,
+    Expiry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MapKind {
+    Annotations,
+    Traits,
+}
+
+impl MapKind {
+    fn name(self) -> &'static str {
+        match self {
+            MapKind::Annotations => VAR_ANNOTATIONS,
+            MapKind::Traits => VAR_TRAITS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,13 +325,14 @@ enum StrExpr {
     User,
     RequestReason,
     PluginName,
+    Day(TimeExpr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SetExpr {
     Roles,
     SuggestedReviewers,
-    Annotation(StrExpr),
+    Entry(MapKind, StrExpr),
     Literal(Vec<StrExpr>),
 }
 
@@ -318,6 +367,12 @@ impl BoolExpr {
                 !b.is_empty() && b.iter().all(|v| a.contains(v))
             }
             BoolExpr::IsEmpty(s) => s.items(f).is_empty(),
+            BoolExpr::ClockBetween(t, (start, _), (end, _)) => {
+                let now = minute_of_day(t.eval(f));
+                // Whole minutes from `clock`; the seconds decide at the bounds.
+                let (m, exact) = (now.0, now.1 == 0);
+                (m > *start || (m == *start && !exact)) && m < *end
+            }
         }
     }
 
@@ -364,6 +419,9 @@ impl BoolExpr {
             BoolExpr::ContainsAny(a, b) => write!(f, "{a}.contains_any({b})")?,
             BoolExpr::ContainsAll(a, b) => write!(f, "{a}.contains_all({b})")?,
             BoolExpr::IsEmpty(s) => write!(f, "{s}.isempty()")?,
+            BoolExpr::ClockBetween(t, (_, a), (_, b)) => {
+                write!(f, "{t}.clock_between({}, {})", quote(a), quote(b))?
+            }
         }
         if paren {
             f.write_str(")")?;
@@ -379,8 +437,50 @@ impl StrExpr {
             StrExpr::User => f.user,
             StrExpr::RequestReason => f.request_reason,
             StrExpr::PluginName => f.plugin_name,
+            StrExpr::Day(t) => {
+                let days = t.eval(f).div_euclid(86_400);
+                // Go's zero time (day -719162 from 1970) is a Monday; 1970-01-01 a Thursday.
+                const NAMES: [&str; 7] = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
+                NAMES[days.rem_euclid(7) as usize]
+            }
         }
     }
+}
+
+/// Seconds since 1970 of `t`, Go's zero time when unset.
+const GO_ZERO_SECS: i64 = -62_135_596_800;
+
+impl TimeExpr {
+    fn eval(self, f: &RequestFacts<'_>) -> i64 {
+        let t = match self {
+            TimeExpr::Created => f.creation_time,
+            TimeExpr::Expiry => f.expiry,
+        };
+        match t.map(|t| t.duration_since(SystemTime::UNIX_EPOCH)) {
+            None => GO_ZERO_SECS,
+            Some(Ok(d)) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            // Before 1970: whole seconds towards the past.
+            Some(Err(e)) => {
+                let d = e.duration();
+                -i64::try_from(d.as_secs()).unwrap_or(i64::MAX) - i64::from(d.subsec_nanos() > 0)
+            }
+        }
+    }
+}
+
+impl fmt::Display for TimeExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeExpr::Created => VAR_CREATED,
+            TimeExpr::Expiry => VAR_EXPIRY,
+        })
+    }
+}
+
+/// (minute of the UTC day, seconds past that minute) of a time in seconds.
+fn minute_of_day(secs: i64) -> (u16, i64) {
+    let of_day = secs.rem_euclid(86_400);
+    ((of_day / 60) as u16, of_day % 60)
 }
 
 impl fmt::Display for StrExpr {
@@ -390,6 +490,7 @@ impl fmt::Display for StrExpr {
             StrExpr::User => f.write_str(VAR_USER),
             StrExpr::RequestReason => f.write_str(VAR_REASON),
             StrExpr::PluginName => f.write_str(VAR_PLUGIN),
+            StrExpr::Day(t) => write!(f, "{t}.day()"),
         }
     }
 }
@@ -401,11 +502,13 @@ impl SetExpr {
             SetExpr::SuggestedReviewers => {
                 f.suggested_reviewers.iter().map(String::as_str).collect()
             }
-            SetExpr::Annotation(key) => f
-                .system_annotations
-                .get(key.eval(f))
-                .map(|vs| vs.iter().map(String::as_str).collect())
-                .unwrap_or_default(),
+            SetExpr::Entry(map, key) => match map {
+                MapKind::Annotations => f.system_annotations,
+                MapKind::Traits => f.user_traits,
+            }
+            .get(key.eval(f))
+            .map(|vs| vs.iter().map(String::as_str).collect())
+            .unwrap_or_default(),
             SetExpr::Literal(xs) => xs.iter().map(|x| x.eval(f)).collect(),
         }
     }
@@ -417,10 +520,10 @@ impl fmt::Display for SetExpr {
             SetExpr::Roles => f.write_str(VAR_ROLES),
             SetExpr::SuggestedReviewers => f.write_str(VAR_REVIEWERS),
             // `.key` instead of `["key"]` where possible: one level shallower.
-            SetExpr::Annotation(StrExpr::Lit(k)) if is_identifier(k) => {
-                write!(f, "{VAR_ANNOTATIONS}.{k}")
+            SetExpr::Entry(m, StrExpr::Lit(k)) if is_identifier(k) => {
+                write!(f, "{}.{k}", m.name())
             }
-            SetExpr::Annotation(k) => write!(f, "{VAR_ANNOTATIONS}[{k}]"),
+            SetExpr::Entry(m, k) => write!(f, "{}[{k}]", m.name()),
             SetExpr::Literal(xs) => {
                 f.write_str("set(")?;
                 for (i, x) in xs.iter().enumerate() {
@@ -473,8 +576,9 @@ enum Value {
     Bool(BoolExpr),
     Str(StrExpr),
     Set(SetExpr),
-    /// `access_request.spec.system_annotations`, only usable when indexed.
-    Annotations,
+    Time(TimeExpr),
+    /// A map of sets (annotations, traits), only usable when indexed.
+    Map(MapKind),
 }
 
 impl Value {
@@ -483,7 +587,8 @@ impl Value {
             Value::Bool(_) => "boolean",
             Value::Str(_) => "string",
             Value::Set(_) => "set",
-            Value::Annotations => "map",
+            Value::Time(_) => "time",
+            Value::Map(_) => "map",
         }
     }
 }
@@ -578,8 +683,9 @@ impl Parser<'_> {
     fn want_set(&self, t: Typed, what: &str) -> Result<SetExpr, PredicateError> {
         match t.value {
             Value::Set(s) => Ok(s),
-            Value::Annotations => Err(self.mismatch(&t, what, "set").hint(format!(
-                "select one annotation, e.g. {VAR_ANNOTATIONS}[\"key\"]"
+            Value::Map(m) => Err(self.mismatch(&t, what, "set").hint(format!(
+                "select one entry, e.g. {}[\"key\"]",
+                m.name()
             ))),
             _ => Err(self.mismatch(&t, what, "set")),
         }
@@ -756,21 +862,31 @@ impl Parser<'_> {
             VAR_PLUGIN => Value::Str(StrExpr::PluginName),
             VAR_ROLES => Value::Set(SetExpr::Roles),
             VAR_REVIEWERS => Value::Set(SetExpr::SuggestedReviewers),
-            VAR_ANNOTATIONS => Value::Annotations,
+            VAR_ANNOTATIONS => Value::Map(MapKind::Annotations),
+            VAR_TRAITS => Value::Map(MapKind::Traits),
+            VAR_CREATED => Value::Time(TimeExpr::Created),
+            VAR_EXPIRY => Value::Time(TimeExpr::Expiry),
             // `map.key` is accepted upstream as a shorthand for `map["key"]`.
             _ if path.len() == 4
                 && full
                     .strip_prefix(VAR_ANNOTATIONS)
                     .is_some_and(|rest| rest.starts_with('.')) =>
             {
-                Value::Set(SetExpr::Annotation(StrExpr::Lit(path[3].clone())))
+                Value::Set(SetExpr::Entry(MapKind::Annotations, StrExpr::Lit(path[3].clone())))
+            }
+            _ if path.len() == 3
+                && full.strip_prefix(VAR_TRAITS).is_some_and(|rest| rest.starts_with('.')) =>
+            {
+                Value::Set(SetExpr::Entry(MapKind::Traits, StrExpr::Lit(path[2].clone())))
             }
             _ => {
                 let unavailable = UNAVAILABLE_VARIABLES.iter().find(|u| {
                     full == **u || full.strip_prefix(**u).is_some_and(|r| r.starts_with('.'))
                 });
                 let reason = match unavailable {
-                    Some(u) => format!("variable \"{u}\" is not available to this plugin"),
+                    Some(u) => format!(
+                        "variable \"{u}\" is not available to this plugin (it needs the labels of the requested resources)"
+                    ),
                     None => format!("unknown variable \"{full}\""),
                 };
                 return Err(self
@@ -859,6 +975,17 @@ impl Parser<'_> {
     ) -> Result<Typed, PredicateError> {
         let what = |i: usize| format!("argument {i} of {name}()");
         let label = format!("{name}()");
+        if name == "day" || name == "clock_between" {
+            let n = if name == "day" { 1 } else { 3 };
+            self.arity(&label, pos, &args, n)?;
+            let mut args = args.into_iter();
+            let Some(t) = args.next() else {
+                return Err(self.err(pos, format!("{label} is missing arguments")));
+            };
+            let t = self.want_time(t, &what(1))?;
+            let value = self.time_call(name, t, args.collect(), &|i| what(i + 1))?;
+            return Ok(Typed { value, pos });
+        }
         let value = if name == "set" {
             let items = args
                 .into_iter()
@@ -892,6 +1019,13 @@ impl Parser<'_> {
         }
         let args = self.parse_args()?;
         let label = format!(".{name}()");
+        if name == "day" || name == "clock_between" {
+            self.arity(&label, name_pos, &args, if name == "day" { 0 } else { 2 })?;
+            let pos = receiver.pos;
+            let t = self.want_time(receiver, &format!("the receiver of {label}"))?;
+            let value = self.time_call(name, t, args, &|i| format!("argument {i} of {label}"))?;
+            return Ok(Typed { value, pos });
+        }
         let n = if name == "isempty" { 0 } else { 1 };
         self.arity(&label, name_pos, &args, n)?;
         let pos = receiver.pos;
@@ -926,24 +1060,59 @@ impl Parser<'_> {
         })
     }
 
-    /// `map[key]`; only the system annotations map can be indexed.
+    fn want_time(&self, t: Typed, what: &str) -> Result<TimeExpr, PredicateError> {
+        match t.value {
+            Value::Time(x) => Ok(x),
+            _ => Err(self.mismatch(&t, what, "time")),
+        }
+    }
+
+    /// `day(t)` (no more arguments) or `clock_between(t, "HH:MM", "HH:MM")`;
+    /// `what(i)` names argument `i` (1-based, after the time).
+    fn time_call(
+        &self,
+        name: &str,
+        t: TimeExpr,
+        rest: Vec<Typed>,
+        what: &dyn Fn(usize) -> String,
+    ) -> Result<Value, PredicateError> {
+        if name == "day" {
+            return Ok(Value::Str(StrExpr::Day(t)));
+        }
+        let mut bounds = Vec::new();
+        for (i, a) in rest.into_iter().enumerate() {
+            let pos = a.pos;
+            let StrExpr::Lit(s) = self.want_str(a, &what(i + 1))? else {
+                return Err(self.err(pos, format!("{} must be a literal \"HH:MM\"", what(i + 1))));
+            };
+            let (h, m) = super::schedule::clock(&s)
+                .map_err(|e| self.err(pos, format!("{} {s:?} is not a time of day: {e}", what(i + 1))))?;
+            bounds.push((h as u16 * 60 + m as u16, s));
+        }
+        let (Some(end), Some(start)) = (bounds.pop(), bounds.pop()) else {
+            return Err(self.err(0, "clock_between takes a start and an end"));
+        };
+        Ok(Value::Bool(BoolExpr::ClockBetween(t, start, end)))
+    }
+
+    /// `map[key]`; only the annotations and traits maps can be indexed.
     fn index(&mut self, map: Typed) -> Result<Typed, PredicateError> {
         let open = self.pos();
-        if !matches!(map.value, Value::Annotations) {
+        let Value::Map(kind) = map.value else {
             return Err(self.err(
                 open,
                 format!(
-                    "a {} value cannot be indexed; only {VAR_ANNOTATIONS} can",
+                    "a {} value cannot be indexed; only {VAR_ANNOTATIONS} and {VAR_TRAITS} can",
                     map.value.type_name()
                 ),
             ));
-        }
+        };
         self.bump();
         let key = self.parse_or()?;
-        let key = self.want_str(key, "the annotation key")?;
+        let key = self.want_str(key, "the key")?;
         self.expect(Tok::RBracket, "to close the \"[\"")?;
         Ok(Typed {
-            value: Value::Set(SetExpr::Annotation(key)),
+            value: Value::Set(SetExpr::Entry(kind, key)),
             pos: map.pos,
         })
     }

@@ -1,8 +1,12 @@
 //! Who gets told about a request, for one chat.
 //!
 //! Sources, in order of precedence (as the official plugins, plus ours):
-//! 1. Access Monitoring Rules addressed to this plugin whose condition
-//!    matches: their recipients *replace* the static routing.
+//! 1. Access Monitoring Rules addressed to this plugin (`notification.name`,
+//!    as the newest official plugins select them) whose schedules contain the
+//!    request's creation time and whose condition matches: their recipients
+//!    *replace* the static routing. When the evaluation context (the
+//!    requester's traits) cannot be built, rules are skipped and the static
+//!    routing used, as upstream; the reason is logged once.
 //! 2. Otherwise the static `role_to_recipients` map (a role's own entry, or
 //!    `"*"` for roles without one), plus routes from `AccessRequestRoute`
 //!    resources, plus the suggested reviewers that are emails.
@@ -48,6 +52,27 @@ pub struct Routing {
 struct Rule {
     recipients: Vec<String>,
     condition: Result<Condition, String>,
+    schedules: BTreeMap<String, crate::model::Schedule>,
+}
+
+/// What rules are evaluated against besides the request itself.
+#[derive(Debug, Clone)]
+pub struct EvalContext {
+    /// The requester's traits; `Err` (why) when they could not be read for a
+    /// reason other than a missing permission, which skips every rule.
+    pub user_traits: Result<BTreeMap<String, Vec<String>>, String>,
+}
+
+impl EvalContext {
+    /// Traits known (empty when the plugin may not read users: conditions on
+    /// them are then false, as upstream).
+    pub fn with_traits(user_traits: BTreeMap<String, Vec<String>>) -> Self {
+        Self { user_traits: Ok(user_traits) }
+    }
+
+    pub fn unavailable(why: impl Into<String>) -> Self {
+        Self { user_traits: Err(why.into()) }
+    }
 }
 
 pub struct Router {
@@ -114,15 +139,44 @@ impl Router {
                 warn!(rule = %r.name, error = %e, "Access Monitoring Rule condition is not supported; the rule never matches");
             }
         }
-        Some((r.name, Rule { recipients: r.recipients, condition }))
+        Some((r.name, Rule { recipients: r.recipients, condition, schedules: r.schedules }))
     }
 
-    /// Raw recipients for `req` (before the chat resolves them).
-    pub fn route(&self, req: &AccessRequest) -> Routing {
-        let extra = self.extra.as_ref().map(|e| e.route(self.plugin, req)).unwrap_or_default();
-        if extra.suppressed_by.is_some() {
-            return Routing { recipients: Vec::new(), source: "suppressed", suppressed_by: extra.suppressed_by };
+    /// Whether some rule reads `user.traits`, i.e. routing needs the
+    /// requester's traits (looked up only then).
+    pub fn needs_user_traits(&self) -> bool {
+        // The canonical form names every variable in full.
+        self.rules.read().expect("poisoned").values().any(|r| {
+            r.condition.as_ref().is_ok_and(|c| c.to_string().contains(super::predicate::VAR_TRAITS))
+        })
+    }
+
+    /// Logs `message` once per distinct (`key`, `detail`).
+    fn warn_once(&self, key: &str, detail: &str, message: &str) {
+        if self.reported.lock().expect("poisoned").insert((key.to_string(), detail.to_string())) {
+            warn!(rule = key, reason = detail, "{message}");
         }
+    }
+
+    /// Recipients of the rules that apply to `req`; empty when none match or
+    /// the context could not be built.
+    fn rule_recipients(&self, req: &AccessRequest, ctx: &EvalContext) -> Recipients {
+        let mut out = Recipients::default();
+        let rules = self.rules.read().expect("poisoned");
+        if rules.is_empty() {
+            return out;
+        }
+        let traits = match &ctx.user_traits {
+            Ok(t) => t,
+            Err(why) => {
+                self.warn_once(
+                    "",
+                    why,
+                    "Access Monitoring Rules skipped, static routing used: their evaluation context could not be built",
+                );
+                return out;
+            }
+        };
         let facts = RequestFacts {
             user: &req.user,
             roles: &req.roles,
@@ -130,13 +184,37 @@ impl Router {
             request_reason: &req.request_reason,
             system_annotations: &req.system_annotations,
             plugin_name: self.plugin,
+            user_traits: traits,
+            creation_time: req.created,
+            expiry: req.expires,
         };
-        let mut out = Recipients::default();
-        for rule in self.rules.read().expect("poisoned").values() {
+        for (name, rule) in rules.iter() {
+            if !rule.schedules.is_empty() {
+                // An unset creation time is outside every schedule.
+                let inside = req.created.map(|t| super::schedule::in_schedules(&rule.schedules, t)).unwrap_or(Ok(false));
+                match inside {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        self.warn_once(name, &e, "Access Monitoring Rule schedule is invalid; the rule is skipped");
+                        continue;
+                    }
+                }
+            }
             if rule.condition.as_ref().is_ok_and(|c| c.matches(&facts)) {
                 out.extend(&rule.recipients);
             }
         }
+        out
+    }
+
+    /// Raw recipients for `req` (before the chat resolves them).
+    pub fn route(&self, req: &AccessRequest, ctx: &EvalContext) -> Routing {
+        let extra = self.extra.as_ref().map(|e| e.route(self.plugin, req)).unwrap_or_default();
+        if extra.suppressed_by.is_some() {
+            return Routing { recipients: Vec::new(), source: "suppressed", suppressed_by: extra.suppressed_by };
+        }
+        let mut out = self.rule_recipients(req, ctx);
         if !out.0.is_empty() {
             return Routing { recipients: out.0, source: "access monitoring rules", suppressed_by: None };
         }
@@ -194,7 +272,12 @@ mod tests {
             condition: cond.into(),
             notification_name: plugin.into(),
             recipients: to.iter().map(|s| s.to_string()).collect(),
+            schedules: BTreeMap::new(),
         }
+    }
+
+    fn no_ctx() -> EvalContext {
+        EvalContext::with_traits(BTreeMap::new())
     }
 
     #[test]
@@ -207,17 +290,17 @@ mod tests {
             (&["dev", "ops", "qa"], &["#dev", "#shared", "#all"]),
         ];
         for (roles, want) in cases {
-            assert_eq!(r.route(&req(roles, &[])).recipients, *want, "roles {roles:?}");
+            assert_eq!(r.route(&req(roles, &[]), &no_ctx()).recipients, *want, "roles {roles:?}");
         }
     }
 
     #[test]
     fn suggested_reviewers_are_added_when_they_are_emails() {
         let r = Router::new("slack", routes(&[("*", &["#all"])]));
-        let got = r.route(&req(
-            &["x"],
-            &["bob@example.com", "not an email", "carol", "#all", "a@b@c.com", "eve@example.com/general", "eve\0@example.com"],
-        ));
+        let got = r.route(
+            &req(&["x"], &["bob@example.com", "not an email", "carol", "#all", "a@b@c.com", "eve@example.com/general", "eve\0@example.com"]),
+            &no_ctx(),
+        );
         assert_eq!(got.recipients, vec!["#all", "bob@example.com"]);
     }
 
@@ -230,11 +313,11 @@ mod tests {
             rule("bad", "regexp.match(x)", "slack", &["#never"]),
         ]);
         assert_eq!(r.rule_count(), 2, "rules for other plugins are ignored");
-        let got = r.route(&req(&["dev"], &["bob@example.com"]));
+        let got = r.route(&req(&["dev"], &["bob@example.com"]), &no_ctx());
         assert_eq!((got.recipients, got.source), (vec!["#dev-amr".to_string()], "access monitoring rules"));
-        assert_eq!(r.route(&req(&["qa"], &[])).recipients, vec!["#all"]);
+        assert_eq!(r.route(&req(&["qa"], &[]), &no_ctx()).recipients, vec!["#all"]);
         r.delete_rule("dev");
-        assert_eq!(r.route(&req(&["dev"], &[])).recipients, vec!["#all"]);
+        assert_eq!(r.route(&req(&["dev"], &[]), &no_ctx()).recipients, vec!["#all"]);
     }
 
     #[test]
@@ -244,6 +327,50 @@ mod tests {
         assert_eq!(r.rule_count(), 1);
         r.put_rule(rule("x", "true", "mattermost", &["#a"]));
         assert_eq!(r.rule_count(), 0);
+    }
+
+    #[test]
+    fn schedules_gate_rules_by_creation_time() {
+        use crate::model::{Schedule, Shift};
+        use std::time::{Duration, UNIX_EPOCH};
+        let r = Router::new("slack", routes(&[("*", &["#all"])]));
+        let mut office = rule("office", "true", "slack", &["#office"]);
+        let shift = Shift { weekday: "Monday".into(), start: "09:00".into(), end: "17:00".into() };
+        office.schedules.insert("hours".into(), Schedule { timezone: Some("Europe/Lisbon".into()), shifts: vec![shift] });
+        let mut broken = rule("broken", "true", "slack", &["#never"]);
+        broken.schedules.insert("x".into(), Schedule { timezone: Some("Nowhere/Land".into()), shifts: vec![Shift {
+            weekday: "Monday".into(),
+            start: "00:00".into(),
+            end: "23:59".into(),
+        }] });
+        r.set_rules(vec![office, broken]);
+        let mut q = req(&["dev"], &[]);
+        // Monday 2025-08-11 14:30 UTC = 15:30 in Lisbon.
+        q.created = Some(UNIX_EPOCH + Duration::from_secs(1_754_922_600));
+        assert_eq!(r.route(&q, &no_ctx()).recipients, vec!["#office"]);
+        // 18:30 UTC = 19:30 in Lisbon: outside, static routing.
+        q.created = Some(UNIX_EPOCH + Duration::from_secs(1_754_922_600 + 4 * 3600));
+        assert_eq!(r.route(&q, &no_ctx()).recipients, vec!["#all"]);
+        q.created = None;
+        assert_eq!(r.route(&q, &no_ctx()).recipients, vec!["#all"]);
+    }
+
+    #[test]
+    fn trait_conditions_and_an_unbuildable_context() {
+        let r = Router::new("slack", routes(&[("*", &["#all"])]));
+        assert!(!r.needs_user_traits());
+        r.set_rules(vec![
+            rule("payments", r#"user.traits["team"].contains("payments")"#, "slack", &["#payments"]),
+            rule("everyone", "true", "slack", &["#amr"]),
+        ]);
+        assert!(r.needs_user_traits());
+        let q = req(&["dev"], &[]);
+        let team = EvalContext::with_traits([("team".to_string(), vec!["payments".to_string()])].into());
+        assert_eq!(r.route(&q, &team).recipients, vec!["#amr", "#payments"]);
+        assert_eq!(r.route(&q, &no_ctx()).recipients, vec!["#amr"]);
+        // No context: every rule is skipped, static routing applies.
+        let got = r.route(&q, &EvalContext::unavailable("reading the requester's traits failed (Unavailable)"));
+        assert_eq!((got.recipients, got.source), (vec!["#all".to_string()], "role_to_recipients"));
     }
 
     struct Fixed(ExtraRouting);
@@ -257,10 +384,10 @@ mod tests {
     fn extra_routes_merge_and_can_suppress() {
         let add = Router::new("slack", routes(&[("*", &["#all"])]))
             .with_extra(Arc::new(Fixed(ExtraRouting { recipients: vec!["#crd".into(), "#all".into()], suppressed_by: None })));
-        assert_eq!(add.route(&req(&["x"], &[])).recipients, vec!["#all", "#crd"]);
+        assert_eq!(add.route(&req(&["x"], &[]), &no_ctx()).recipients, vec!["#all", "#crd"]);
         let mute = Router::new("slack", routes(&[("*", &["#all"])]))
             .with_extra(Arc::new(Fixed(ExtraRouting { recipients: vec![], suppressed_by: Some("quiet".into()) })));
-        let got = mute.route(&req(&["x"], &[]));
+        let got = mute.route(&req(&["x"], &[]), &no_ctx());
         assert!(got.recipients.is_empty());
         assert_eq!(got.suppressed_by.as_deref(), Some("quiet"));
     }

@@ -3,6 +3,7 @@
 //! plugin data with compare-and-swap, and the planner looks again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::plan::{self, Input, Me, NOTICE_KEY, Notice, Progress, Record, Snapshot, Step, next_step, reply_key};
 use super::queue::Outcome;
-use super::route::Router;
+use super::route::{EvalContext, Router};
 use crate::chat::view::web_link;
 use crate::chat::{Chat, ChatError, Content, ErrorKind, MessageRef, Place, Reaction, RequestView, Status, Target};
 use crate::metrics::Metrics;
@@ -61,22 +62,12 @@ pub struct Worker {
     logins: Mutex<HashMap<String, CachedLogins>>,
     /// Requests already reported as having no recipient.
     unrouted: Mutex<HashSet<String>>,
+    /// Whether missing permission to read users was reported.
+    users_unreadable_reported: AtomicBool,
 }
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
-}
-
-fn resource_display(r: &crate::model::ResourceId, local_cluster: &str) -> String {
-    let mut s = if r.cluster.is_empty() || r.cluster == local_cluster {
-        format!("{}/{}", r.kind, r.name)
-    } else {
-        r.to_string()
-    };
-    if !r.sub_resource.is_empty() && !s.ends_with(&r.sub_resource) {
-        s = format!("{s}/{}", r.sub_resource);
-    }
-    s
 }
 
 impl Worker {
@@ -102,6 +93,7 @@ impl Worker {
             reviews: Mutex::default(),
             logins: Mutex::default(),
             unrouted: Mutex::default(),
+            users_unreadable_reported: AtomicBool::new(false),
         }
     }
 
@@ -311,7 +303,6 @@ impl Worker {
         match snap {
             Snapshot::Live(r) => {
                 let mut v = RequestView::from_request(r, &self.cluster.cluster_name, self.link(&r.id), rec.data.logins_by_role.clone(), status);
-                v.resources = r.resources.iter().map(|x| resource_display(x, &self.cluster.cluster_name)).collect();
                 if v.resolve_reason.is_empty() {
                     v.resolve_reason = rec.data.resolve_reason.clone();
                 }
@@ -383,10 +374,34 @@ impl Worker {
         out
     }
 
+    /// What Access Monitoring Rules need besides the request: the requester's
+    /// traits, read only when a rule uses them. Without permission to read
+    /// users the traits are empty (reported once), as upstream; another
+    /// failure leaves the rules out of this request's routing.
+    async fn eval_context(&self, req: &crate::model::AccessRequest) -> EvalContext {
+        if !self.router.needs_user_traits() {
+            return EvalContext::with_traits(BTreeMap::new());
+        }
+        match self.client.user_traits(&req.user).await {
+            Ok(Some(traits)) => EvalContext::with_traits(traits),
+            Ok(None) => {
+                if !self.users_unreadable_reported.swap(true, Ordering::Relaxed) {
+                    warn!("cannot read users: conditions on user.traits see no traits; add `user: read` (e.g. the preset access-plugin role)");
+                }
+                EvalContext::with_traits(BTreeMap::new())
+            }
+            Err(e) => {
+                debug!(error = %e, "reading the requester's traits failed");
+                EvalContext::unavailable(format!("reading the requester's traits failed ({:?})", e.code()))
+            }
+        }
+    }
+
     /// Resolves recipients and creates the record with the targets to post to.
     async fn claim(&self, snap: &Snapshot, attempts: u32) -> Result<Raw, Outcome> {
         let Snapshot::Live(req) = snap else { return Err(Outcome::Done) };
-        let routing = self.router.route(req);
+        let ctx = self.eval_context(req).await;
+        let routing = self.router.route(req, &ctx);
         if let Some(route) = &routing.suppressed_by {
             info!(route = %route, "request silenced by a route with suppress: true");
             return Err(Outcome::Done);
@@ -419,7 +434,9 @@ impl Worker {
         let data = RequestData {
             user: req.user.clone(),
             roles: req.roles.clone(),
-            resources: req.resources.iter().map(|r| resource_display(r, &self.cluster.cluster_name)).collect(),
+            // Teleport's own string form, as the official plugins store it;
+            // constraints are shown on the cards only.
+            resources: req.requested_resources().map(|r| r.id.to_string()).collect(),
             request_reason: req.request_reason.clone(),
             system_annotations: req.system_annotations.clone(),
             logins_by_role: logins,

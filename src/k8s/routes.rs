@@ -30,7 +30,8 @@ impl Compiled {
     fn matches(&self, r: &AccessRequest) -> bool {
         (self.roles.is_empty() || r.roles.iter().any(|role| self.roles.iter().any(|p| p.matches(role))))
             && (self.requesters.is_empty() || self.requesters.iter().any(|p| p.matches(&r.user)))
-            && (self.resource_kinds.is_empty() || r.resources.iter().any(|res| self.resource_kinds.contains(&res.kind)))
+            && (self.resource_kinds.is_empty()
+                || r.requested_resources().any(|res| self.resource_kinds.contains(&res.id.kind)))
             && self.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v))
             && self.annotations.iter().all(|(k, vals)| {
                 r.system_annotations.get(k).is_some_and(|have| have.iter().any(|h| vals.contains(h)))
@@ -164,7 +165,7 @@ impl ExtraRoutes for RouteTable {
 mod tests {
     use super::*;
     use crate::k8s::crd::AccessRequestRouteSpec;
-    use crate::model::ResourceId;
+    use crate::model::{ConstrainedResource, ResourceConstraints, ResourceId};
 
     fn resource(name: &str, rules: Vec<RouteRule>) -> AccessRequestRoute {
         let mut r = AccessRequestRoute::new(name, AccessRequestRouteSpec { rules });
@@ -210,6 +211,13 @@ mod tests {
         q.labels.insert("env".into(), "prod".into());
         q.system_annotations.insert("team".into(), vec!["payments".into(), "core".into()]);
         assert_eq!(t.route("slack", &q).recipients, vec!["#dba"]);
+        // A resource requested with constraints counts for `resourceKinds` too.
+        let mut constrained = q.clone();
+        constrained.constrained_resources.push(ConstrainedResource {
+            id: constrained.resources.remove(0),
+            constraints: ResourceConstraints::SshLogins(vec!["postgres".into()]),
+        });
+        assert_eq!(t.route("slack", &constrained).recipients, vec!["#dba"]);
         let mut wrong_user = q.clone();
         wrong_user.user = "eve@evil.example".into();
         assert!(t.route("slack", &wrong_user).recipients.is_empty());

@@ -6,7 +6,7 @@
 //! finish on the old channel, which closes when its last user drops it
 //! (make-before-break).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -254,6 +254,23 @@ impl TeleportClient {
                 r.into_inner().spec.and_then(|s| s.allow).map(|a| a.logins).unwrap_or_default(),
             )),
             Err(s) if matches!(s.code(), Code::PermissionDenied | Code::NotFound) => Ok(None),
+            Err(s) => Err(s),
+        }
+    }
+
+    /// Traits of the user `name` (`GetUser` without secrets); `Ok(None)` when
+    /// the plugin may not read users.
+    pub async fn user_traits(&self, name: &str) -> Result<Option<BTreeMap<String, Vec<String>>>, Status> {
+        let req = proto::GetUserRequest { name: name.into(), with_secrets: false };
+        match self.connection().auth().get_user(unary(req)).await {
+            Ok(u) => Ok(Some(
+                u.into_inner()
+                    .spec
+                    .and_then(|s| s.traits)
+                    .map(|t| t.values.into_iter().map(|(k, v)| (k, v.values)).collect())
+                    .unwrap_or_default(),
+            )),
+            Err(s) if s.code() == Code::PermissionDenied => Ok(None),
             Err(s) => Err(s),
         }
     }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::timefmt::rfc3339;
-use crate::model::{AccessRequest, MonitoringRule, RequestState, ResourceId, Review};
+use crate::model::{
+    AccessRequest, ConstrainedResource, MonitoringRule, RequestState, ResourceConstraints, ResourceId, Review, Schedule, Shift,
+};
 use crate::pb::teleport::accessmonitoringrules::v1 as amr;
 use crate::pb::teleport::header::v1 as header;
 use crate::pb::types;
@@ -111,6 +113,47 @@ pub fn review_into_pb(r: &Review) -> types::AccessReview {
     review_to_pb(r)
 }
 
+fn resource_id_from_pb(id: types::ResourceId) -> ResourceId {
+    ResourceId { cluster: id.cluster_name, kind: id.kind, name: id.name, sub_resource: id.sub_resource_name }
+}
+
+fn resource_id_to_pb(id: &ResourceId) -> types::ResourceId {
+    types::ResourceId {
+        cluster_name: id.cluster.clone(),
+        kind: id.kind.clone(),
+        name: id.name.clone(),
+        sub_resource_name: id.sub_resource.clone(),
+    }
+}
+
+/// An entry of `RequestedResourceAccessIDs`. Teleport keeps unconstrained
+/// resources in `RequestedResourceIDs`, so an entry here without constraints
+/// (not written by current Auth) is kept as constrained by nothing known.
+fn constrained_from_pb(r: types::ResourceAccessId) -> ConstrainedResource {
+    use types::resource_constraints::Details;
+    let constraints = match r.constraints.and_then(|c| c.details) {
+        Some(Details::Ssh(s)) => ResourceConstraints::SshLogins(s.logins),
+        Some(Details::AwsConsole(a)) => ResourceConstraints::AwsConsoleRoleArns(a.role_arns),
+        None => ResourceConstraints::Unrecognized,
+    };
+    ConstrainedResource { id: resource_id_from_pb(r.id.unwrap_or_default()), constraints }
+}
+
+fn constrained_to_pb(r: &ConstrainedResource) -> types::ResourceAccessId {
+    use types::resource_constraints::Details;
+    let details = match &r.constraints {
+        ResourceConstraints::SshLogins(v) => Some(Details::Ssh(types::SshResourceConstraints { logins: v.clone() })),
+        ResourceConstraints::AwsConsoleRoleArns(v) => {
+            Some(Details::AwsConsole(types::AwsConsoleResourceConstraints { role_arns: v.clone() }))
+        }
+        ResourceConstraints::Unrecognized => None,
+    };
+    types::ResourceAccessId {
+        id: Some(resource_id_to_pb(&r.id)),
+        constraints: Some(types::ResourceConstraints { version: "v1".into(), details }),
+    }
+}
+
 pub fn request_from_pb(r: &types::AccessRequestV3) -> AccessRequest {
     let meta = r.metadata.clone().unwrap_or_default();
     let spec = r.spec.clone().unwrap_or_default();
@@ -129,16 +172,8 @@ pub fn request_from_pb(r: &types::AccessRequestV3) -> AccessRequest {
         labels: meta.labels.into_iter().collect(),
         reviews: spec.reviews.iter().map(review_from_pb).collect(),
         suggested_reviewers: spec.suggested_reviewers,
-        resources: spec
-            .requested_resource_i_ds
-            .into_iter()
-            .map(|id| ResourceId {
-                cluster: id.cluster_name,
-                kind: id.kind,
-                name: id.name,
-                sub_resource: id.sub_resource_name,
-            })
-            .collect(),
+        resources: spec.requested_resource_i_ds.into_iter().map(resource_id_from_pb).collect(),
+        constrained_resources: spec.requested_resource_access_i_ds.into_iter().map(constrained_from_pb).collect(),
         max_duration: time_from_pb(spec.max_duration.as_ref()),
         long_term: spec.request_kind == types::AccessRequestKind::LongTerm as i32,
         promoted_to: spec.access_list.map(|l| if l.title.is_empty() { l.name } else { l.title }),
@@ -173,16 +208,8 @@ pub fn request_to_pb(r: &AccessRequest) -> types::AccessRequestV3 {
             system_annotations: labels_to_pb(&r.system_annotations),
             reviews: r.reviews.iter().map(review_to_pb).collect(),
             suggested_reviewers: r.suggested_reviewers.clone(),
-            requested_resource_i_ds: r
-                .resources
-                .iter()
-                .map(|id| types::ResourceId {
-                    cluster_name: id.cluster.clone(),
-                    kind: id.kind.clone(),
-                    name: id.name.clone(),
-                    sub_resource_name: id.sub_resource.clone(),
-                })
-                .collect(),
+            requested_resource_i_ds: r.resources.iter().map(resource_id_to_pb).collect(),
+            requested_resource_access_i_ds: r.constrained_resources.iter().map(constrained_to_pb).collect(),
             max_duration: ts_or_zero(r.max_duration),
             session_ttl: Some(go_zero),
             access_list: r
@@ -208,6 +235,24 @@ pub fn rule_from_pb(r: &amr::AccessMonitoringRule) -> MonitoringRule {
         condition: spec.condition,
         notification_name: notification.name,
         recipients: notification.recipients,
+        schedules: spec
+            .schedules
+            .into_iter()
+            .map(|(name, s)| {
+                let schedule = match s.time {
+                    None => Schedule { timezone: None, shifts: Vec::new() },
+                    Some(t) => Schedule {
+                        timezone: Some(t.timezone),
+                        shifts: t
+                            .shifts
+                            .into_iter()
+                            .map(|x| Shift { weekday: x.weekday, start: x.start, end: x.end })
+                            .collect(),
+                    },
+                };
+                (name, schedule)
+            })
+            .collect(),
     }
 }
 
@@ -225,6 +270,25 @@ pub fn rule_to_pb(r: &MonitoringRule) -> amr::AccessMonitoringRule {
                 name: r.notification_name.clone(),
                 recipients: r.recipients.clone(),
             }),
+            schedules: r
+                .schedules
+                .iter()
+                .map(|(name, s)| {
+                    let time = s.timezone.as_ref().map(|tz| amr::TimeSchedule {
+                        timezone: tz.clone(),
+                        shifts: s
+                            .shifts
+                            .iter()
+                            .map(|x| amr::time_schedule::Shift {
+                                weekday: x.weekday.clone(),
+                                start: x.start.clone(),
+                                end: x.end.clone(),
+                            })
+                            .collect(),
+                    });
+                    (name.clone(), amr::Schedule { time })
+                })
+                .collect(),
         }),
     }
 }
@@ -256,6 +320,14 @@ mod tests {
             kind: "node".into(),
             name: "n1".into(),
             sub_resource: String::new(),
+        });
+        r.constrained_resources.push(ConstrainedResource {
+            id: ResourceId { cluster: "c".into(), kind: "node".into(), name: "n2".into(), sub_resource: String::new() },
+            constraints: ResourceConstraints::SshLogins(vec!["root".into(), "admin".into()]),
+        });
+        r.constrained_resources.push(ConstrainedResource {
+            id: ResourceId { cluster: "c".into(), kind: "app".into(), name: "aws".into(), sub_resource: String::new() },
+            constraints: ResourceConstraints::AwsConsoleRoleArns(vec!["arn:aws:iam::1:role/ro".into()]),
         });
         r.reviews.push(Review {
             author: "bob".into(),

@@ -10,6 +10,9 @@ struct Req {
     reason: String,
     annotations: BTreeMap<String, Vec<String>>,
     plugin: String,
+    traits: BTreeMap<String, Vec<String>>,
+    created: Option<SystemTime>,
+    expiry: Option<SystemTime>,
 }
 
 impl Req {
@@ -21,6 +24,9 @@ impl Req {
             request_reason: &self.reason,
             system_annotations: &self.annotations,
             plugin_name: &self.plugin,
+            user_traits: &self.traits,
+            creation_time: self.created,
+            expiry: self.expiry,
         }
     }
 }
@@ -41,8 +47,17 @@ fn sample() -> Req {
             ("a key".to_string(), strings(&["x"])),
         ]),
         plugin: "slack".into(),
+        traits: BTreeMap::from([
+            ("team".to_string(), strings(&["payments", "core"])),
+            ("level".to_string(), strings(&["L1"])),
+        ]),
+        // 2025-08-11T14:30:00Z, a Monday; expires an hour and a half later.
+        created: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(MONDAY_1430)),
+        expiry: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(MONDAY_1430 + 5400)),
     }
 }
+
+const MONDAY_1430: u64 = 1_754_922_600;
 
 fn eval(expr: &str) -> bool {
     let cond = Condition::parse(expr).unwrap_or_else(|e| panic!("{expr:?} failed: {e}"));
@@ -235,6 +250,52 @@ fn evaluates_every_form() {
 }
 
 #[test]
+fn evaluates_traits_and_times() {
+    // The sample request: created Monday 14:30:00 UTC, expiring 16:00:00;
+    // traits team = payments, core and level = L1.
+    let cases: &[(&str, bool)] = &[
+        (r#"user.traits["team"].contains("payments")"#, true),
+        (r#"user.traits.team.contains("sales")"#, false),
+        (r#"contains_any(user.traits["level"], set("L1", "L2"))"#, true),
+        (r#"user.traits["missing"].isempty()"#, true),
+        (r#"set("payments", "core", "x").contains_all(user.traits["team"])"#, true),
+        (r#"user.traits[access_request.spec.user].isempty()"#, true),
+        (r#"day(access_request.spec.creation_time) == "Monday""#, true),
+        (r#"access_request.spec.creation_time.day() == "Tuesday""#, false),
+        (r#"access_request.spec.expiry.day() == "Monday""#, true),
+        (r#"access_request.spec.creation_time.clock_between("14:00", "15:00")"#, true),
+        (r#"access_request.spec.creation_time.clock_between("9:00", "14:30")"#, false),
+        (r#"access_request.spec.creation_time.clock_between("14:30", "15:00")"#, false),
+        (r#"clock_between(access_request.spec.creation_time, "14:29", "14:31")"#, true),
+        (r#"clock_between(access_request.spec.expiry, "15:00", "16:00")"#, false),
+        (r#"clock_between(access_request.spec.expiry, "15:59", "16:01")"#, true),
+        (r#"!access_request.spec.creation_time.clock_between("15:00", "14:00")"#, true),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(eval(expr), *want, "{expr}");
+        let printed = Condition::parse(expr).unwrap().to_string();
+        assert_eq!(Condition::parse(&printed), Condition::parse(expr), "{expr} printed as {printed}");
+    }
+    // Without traits (the plugin may not read users) trait conditions are false.
+    let mut r = sample();
+    r.traits.clear();
+    let c = Condition::parse(r#"user.traits["team"].contains("payments")"#).unwrap();
+    assert!(!c.matches(&r.facts()));
+    // An unset time reads as Go's zero time: Monday 00:00:00 UTC.
+    r.created = None;
+    let c = Condition::parse(r#"access_request.spec.creation_time.day() == "Monday""#).unwrap();
+    assert!(c.matches(&r.facts()));
+    let c = Condition::parse(r#"access_request.spec.creation_time.clock_between("00:00", "00:01")"#).unwrap();
+    assert!(!c.matches(&r.facts()), "the start is excluded");
+    // Before 1970: a Wednesday (1969-12-31) late at night.
+    r.created = Some(SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(60));
+    let c = Condition::parse(r#"access_request.spec.creation_time.day() == "Wednesday" && access_request.spec.creation_time.clock_between("23:58", "23:59:00")"#);
+    assert!(c.is_err(), "23:59:00 is not HH:MM");
+    let c = Condition::parse(r#"access_request.spec.creation_time.day() == "Wednesday" && access_request.spec.creation_time.clock_between("23:58", "23:59")"#).unwrap();
+    assert!(!c.matches(&r.facts()), "23:59:00 is the end, excluded");
+}
+
+#[test]
 fn documented_examples_parse() {
     // Conditions from Teleport's Access Monitoring Rule documentation that
     // only use data this plugin has.
@@ -245,6 +306,8 @@ fn documented_examples_parse() {
         r#"access_request.spec.user == "example_user""#,
         r#"set("role_1", "role_2").contains_all(access_request.spec.roles)"#,
         "contains_all(set(\"access\"), access_request.spec.roles) &&\n    access_request.spec.user != \"\"",
+        r#"contains_any(user.traits["team"], set("dev"))"#,
+        r#"access_request.spec.creation_time.day() == "Monday" && access_request.spec.creation_time.clock_between("09:00", "17:00")"#,
     ] {
         Condition::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
     }
@@ -259,12 +322,14 @@ fn err(expr: &str) -> String {
 
 #[test]
 fn rejects_with_specific_messages() {
-    let funcs = "supported functions: contains, contains_all, contains_any, is_empty, set";
+    let funcs = "supported functions: clock_between, contains, contains_all, contains_any, day, is_empty, set";
     let vars = "supported variables: access_request.spec.roles, \
                 access_request.spec.suggested_reviewers, access_request.spec.user, \
                 access_request.spec.request_reason, access_request.spec.system_annotations, \
+                user.traits, access_request.spec.creation_time, access_request.spec.expiry, \
                 plugin.spec.name";
-    let methods = "supported methods: contains, contains_all, contains_any, isempty";
+    let methods = "supported methods: clock_between, contains, contains_all, contains_any, day, isempty";
+    let labels = "(it needs the labels of the requested resources)";
     let ops = "supported operators: !, &&, ||, ==, !=";
     let cases: Vec<(&str, String)> = vec![
         // empty
@@ -300,26 +365,50 @@ fn rejects_with_specific_messages() {
             format!(r#"unsupported method "remove" at column 42; {methods}"#),
         ),
         (
-            r#"contains_any(user.traits["team"], set("dev"))"#,
-            format!(r#"variable "user.traits" is not available to this plugin at column 14; {vars}"#),
-        ),
-        (
             r#"access_request.spec.resource_labels_union["env"].contains("prod")"#,
             format!(
-                r#"variable "access_request.spec.resource_labels_union" is not available to this plugin at column 1; {vars}"#
+                r#"variable "access_request.spec.resource_labels_union" is not available to this plugin {labels} at column 1; {vars}"#
             ),
         ),
         (
             r#"access_request.spec.resource_labels_intersection.env.contains("dev")"#,
             format!(
-                r#"variable "access_request.spec.resource_labels_intersection" is not available to this plugin at column 1; {vars}"#
+                r#"variable "access_request.spec.resource_labels_intersection" is not available to this plugin {labels} at column 1; {vars}"#
             ),
         ),
+        // has_labels and requested_resources existed upstream for a while and were removed.
+        (
+            r#"access_request.spec.requested_resources.has_labels("env", "prod")"#,
+            format!(r#"unknown variable "access_request.spec.requested_resources" at column 1; {vars}"#),
+        ),
+        // times
         (
             r#"access_request.spec.creation_time == "x""#,
-            format!(
-                r#"variable "access_request.spec.creation_time" is not available to this plugin at column 1; {vars}"#
-            ),
+            "operand of == must be a string, got time at column 1".into(),
+        ),
+        (
+            r#"access_request.spec.creation_time.contains("x")"#,
+            "the receiver of .contains() must be a set, got time at column 1".into(),
+        ),
+        (
+            r#"day(access_request.spec.roles) == "Monday""#,
+            "argument 1 of day() must be a time, got set at column 5".into(),
+        ),
+        (
+            r#"access_request.spec.creation_time.clock_between("9:00")"#,
+            ".clock_between() takes 2 arguments, got 1 at column 35".into(),
+        ),
+        (
+            r#"access_request.spec.creation_time.clock_between("24:00", "25:00")"#,
+            r#"argument 1 of .clock_between() "24:00" is not a time of day: hour out of range at column 49"#.into(),
+        ),
+        (
+            r#"clock_between(access_request.spec.expiry, "09:00", access_request.spec.user)"#,
+            r#"argument 3 of clock_between() must be a literal "HH:MM" at column 52"#.into(),
+        ),
+        (
+            r#"user.traits.contains("x")"#,
+            "the receiver of .contains() must be a set, got map at column 1; select one entry, e.g. user.traits[\"key\"]".into(),
         ),
         (
             r#"access_request.spec.rolez.contains("x")"#,
@@ -386,7 +475,7 @@ fn rejects_with_specific_messages() {
             r#"is_empty(access_request.spec.system_annotations)"#,
             format!(
                 "argument 1 of is_empty() must be a set, got map at column 10; \
-                 select one annotation, e.g. {VAR_ANNOTATIONS}[\"key\"]"
+                 select one entry, e.g. {VAR_ANNOTATIONS}[\"key\"]"
             ),
         ),
         (
@@ -399,11 +488,11 @@ fn rejects_with_specific_messages() {
         ),
         (
             r#"access_request.spec.system_annotations[access_request.spec.roles].isempty()"#,
-            "the annotation key must be a string, got set at column 40".into(),
+            "the key must be a string, got set at column 40".into(),
         ),
         (
             r#"access_request.spec.roles["x"].isempty()"#,
-            format!("a set value cannot be indexed; only {VAR_ANNOTATIONS} can at column 26"),
+            format!("a set value cannot be indexed; only {VAR_ANNOTATIONS} and {VAR_TRAITS} can at column 26"),
         ),
         (
             r#"access_request.spec.system_annotations"#,
@@ -925,8 +1014,11 @@ fn request() -> impl Strategy<Value = Req> {
                 roles,
                 reviewers,
                 reason: reason.into(),
+                traits: annotations.clone(),
                 annotations,
                 plugin: plugin.into(),
+                created: None,
+                expiry: None,
             },
         )
 }
