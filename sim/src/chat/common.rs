@@ -126,12 +126,21 @@ impl WindowCall {
     }
 }
 
+/// A rate-limit window as a 429 announced it.
+#[derive(Debug, Clone)]
+pub struct AnnouncedWindow {
+    pub bucket: String,
+    pub announced_at: Instant,
+    pub until: Instant,
+}
+
 /// Rate-limit windows announced per bucket, and the calls that ignored them.
 #[derive(Debug, Default)]
 struct Announced {
     /// Bucket → (announced at, open until); only the latest-ending window.
     open: HashMap<String, (Instant, Instant)>,
     inside: Vec<WindowCall>,
+    history: Vec<AnnouncedWindow>,
 }
 
 impl Announced {
@@ -153,6 +162,11 @@ impl Announced {
 
     fn announce(&mut self, bucket: &str, at: Instant, retry_after: Duration) {
         let until = at + retry_after;
+        self.history.push(AnnouncedWindow {
+            bucket: bucket.to_owned(),
+            announced_at: at,
+            until,
+        });
         let e = self.open.entry(bucket.to_owned()).or_insert((at, until));
         if until >= e.1 {
             *e = (at, until);
@@ -268,12 +282,19 @@ impl SimCore {
 
     pub fn clear_calls(&self) {
         lock(&self.calls).clear();
-        lock(&self.announced).inside.clear();
+        let mut a = lock(&self.announced);
+        a.inside.clear();
+        a.history.clear();
     }
 
     /// Calls that arrived inside a window announced for their bucket.
     pub fn calls_inside_windows(&self) -> Vec<WindowCall> {
         lock(&self.announced).inside.clone()
+    }
+
+    /// Every window a 429 announced, in order.
+    pub fn windows_announced(&self) -> Vec<AnnouncedWindow> {
+        lock(&self.announced).history.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CallRecord> {

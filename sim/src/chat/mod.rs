@@ -14,7 +14,7 @@ pub mod mattermost;
 pub mod slack;
 
 pub use common::{
-    CallRecord, ChatSim, RateWindow, STATUS_CLIENT_CLOSED, SimChannel, SimCore, SimUser,
+    AnnouncedWindow, CallRecord, ChatSim, RateWindow, STATUS_CLIENT_CLOSED, SimChannel, SimCore, SimUser,
     TokenRule, WaitTimeout, WindowCall,
 };
 pub use discord::{DiscordMessage, DiscordRevision, DiscordSim, DiscordSimConfig};
