@@ -27,8 +27,12 @@ async fn slack(config: SlackSimConfig) -> SlackSim {
 
 /// Requests for role `quiet` go to [`QUIET`], all others to [`BUSY`].
 async fn start_plugin(env: &Env, sim: &SlackSim) -> Running {
+    start_plugin_with(env, sim, "").await
+}
+
+async fn start_plugin_with(env: &Env, sim: &SlackSim, extra: &str) -> Running {
     let section = format!(
-        "[slack]\ntoken = \"xoxb-sim-token\"\napi_url = \"{}\"\n[role_to_recipients]\n\"*\" = \"{BUSY}\"\n\"quiet\" = \"{QUIET}\"\n",
+        "[slack]\ntoken = \"xoxb-sim-token\"\napi_url = \"{}\"\n[role_to_recipients]\n\"*\" = \"{BUSY}\"\n\"quiet\" = \"{QUIET}\"\n{extra}",
         sim.base_url()
     );
     let cfg = env.config(&section);
@@ -85,8 +89,9 @@ async fn a_busy_slack_channel_does_not_hold_the_first_card_of_another() {
     let env = Env::new().await;
     // Long windows on the busy channel make any wait behind it obvious.
     let sim = slack(SlackSimConfig::default().with_post_limit(TokenRule::new(1, Duration::from_secs(3)))).await;
-    let running = start_plugin(&env, &sim).await;
-    for i in 0..6 {
+    // A backlog larger than the workers: the busy channel must not take them all.
+    let running = start_plugin_with(&env, &sim, "[plugin]\nconcurrency = 12\n").await;
+    for i in 0..20 {
         env.sim.request(&format!("u{i}"), &["editor"], "");
     }
     assert!(

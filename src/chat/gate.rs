@@ -13,7 +13,10 @@
 //!   this is the only way to stay under its limits. The pace is forgotten
 //!   once the bucket has been idle for a while.
 //! - At most [`MAX_IN_FLIGHT`] calls per bucket are out or hold a slot, which
-//!   bounds how many can hit a limit we have not seen yet.
+//!   bounds how many can hit a limit we have not seen yet. As many more may
+//!   wait for a turn; further callers of a limited bucket are sent away until
+//!   about their turn, so a backlog to one bucket does not occupy every
+//!   worker (the engine queues them without holding one).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +29,8 @@ pub const MAX_IN_FLIGHT: u32 = 8;
 const PACE_MEMORY: Duration = Duration::from_secs(60);
 /// Longest pace learned (a bogus answer must not slow a bucket to a crawl).
 const MAX_PACE: Duration = Duration::from_secs(60);
+/// Accepted calls further apart than this start a new count for the pace.
+const STREAK_GAP: Duration = Duration::from_secs(10);
 
 /// How a call's answer bears on its bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +70,16 @@ struct Bucket {
     needs_probe: bool,
     probing: bool,
     in_flight: u32,
+    /// Callers waiting for a turn (they hold a worker meanwhile).
+    waiting: u32,
     pace: Option<Duration>,
     /// Earliest slot for the next paced call.
     next_slot: Option<Instant>,
-    /// Calls accepted since the last refusal, and when the first was sent.
+    /// Calls accepted since the last refusal (or a pause), when the first
+    /// and the last of them were sent.
     accepted: u32,
     accepted_since: Option<Instant>,
+    last_accepted: Option<Instant>,
 }
 
 impl Bucket {
@@ -85,7 +94,7 @@ impl Bucket {
 
     /// Nothing to remember: no window, no pace, nothing out.
     fn idle(&self, now: Instant) -> bool {
-        self.closed(now).is_none() && self.pace.is_none() && self.in_flight == 0 && !self.probing
+        self.closed(now).is_none() && self.pace.is_none() && self.in_flight == 0 && self.waiting == 0 && !self.probing
     }
 }
 
@@ -111,6 +120,28 @@ impl Gate {
     pub fn closed_until(&self, bucket: &str, now: Instant) -> Option<Instant> {
         let own = self.buckets.get(bucket).and_then(|b| b.closed(now));
         [self.global_until.filter(|g| *g > now), own].into_iter().flatten().max()
+    }
+
+    /// A caller starts waiting for a turn in `bucket`. A limited bucket
+    /// (closed or paced) with [`MAX_IN_FLIGHT`] callers already out or
+    /// waiting sends it away for about the time their turns take: `Err`.
+    pub fn arrive(&mut self, bucket: &str, now: Instant) -> Result<(), Duration> {
+        let closed = self.closed_until(bucket, now);
+        let b = self.buckets.entry(bucket.to_string()).or_default();
+        let busy = b.waiting + b.in_flight;
+        if (closed.is_some() || b.pace.is_some()) && busy >= MAX_IN_FLIGHT {
+            let pace = b.pace.unwrap_or(Duration::from_secs(1));
+            return Err(self.retry_hint(bucket, now) + pace * busy);
+        }
+        b.waiting += 1;
+        Ok(())
+    }
+
+    /// The caller stopped waiting (it got its turn, or gave up).
+    pub fn leave(&mut self, bucket: &str) {
+        if let Some(b) = self.buckets.get_mut(bucket) {
+            b.waiting = b.waiting.saturating_sub(1);
+        }
     }
 
     /// Asks to send a call to `bucket` at `now`; a slot later than `latest`
@@ -165,30 +196,34 @@ impl Gate {
         }
         match answer {
             Answer::Accepted => {
+                if b.last_accepted.is_some_and(|l| ticket.at.saturating_duration_since(l) > STREAK_GAP) {
+                    // After a pause the earlier calls say nothing about the rate.
+                    b.accepted = 0;
+                    b.accepted_since = None;
+                }
                 b.accepted += 1;
                 b.accepted_since.get_or_insert(ticket.at);
+                b.last_accepted = Some(ticket.at);
                 if let Some(pace) = b.pace {
                     let after_me = ticket.at + pace;
                     b.next_slot = Some(b.next_slot.map_or(after_me, |s| s.max(after_me)));
                 }
             }
             Answer::Limited(wait) => {
-                // The rate it has shown: what it accepted since the last
-                // refusal, over that time plus the wait it asks for now.
-                let shown = match (b.accepted, b.accepted_since) {
-                    (n, Some(since)) if n > 0 => (now.saturating_duration_since(since) + wait) / n,
-                    _ => wait,
-                };
-                // Refusals of calls that were out together belong to one
-                // window: keep the slowest reading of it.
-                let same_window = b.closed(now).is_some();
-                let pace = match b.pace {
-                    Some(p) if same_window => p.max(shown),
-                    _ => shown,
-                };
-                b.pace = Some(pace.min(MAX_PACE));
+                // Refusals of calls that were out together belong to the
+                // window the first of them announced: only that one teaches.
+                if b.closed(now).is_none() {
+                    // The rate it has shown: what it accepted since the last
+                    // refusal, over that time plus the wait it asks for now.
+                    let shown = match (b.accepted, b.accepted_since) {
+                        (n, Some(since)) if n > 0 => (now.saturating_duration_since(since) + wait) / n,
+                        _ => wait,
+                    };
+                    b.pace = Some(shown.min(MAX_PACE));
+                }
                 b.accepted = 0;
                 b.accepted_since = None;
+                b.last_accepted = None;
                 let until = now + wait;
                 b.close(until);
                 b.next_slot = Some(b.next_slot.map_or(until, |s| s.max(until)));
@@ -293,8 +328,8 @@ mod tests {
         let t0 = Instant::now();
         let far = t0 + Duration::from_secs(3600);
         let mut g = Gate::default();
-        // Three accepted in a burst, then refusals for a one-second wait:
-        // the slowest reading of that window wins.
+        // Slack: three accepted in a burst, then refusals for a one-second
+        // wait (the first refusal of the window teaches): a third of a second.
         let ts: Vec<Ticket> = (0..5).map(|_| go(g.admit("a", t0, far))).collect();
         for t in &ts[..3] {
             g.finish("a", t, Answer::Accepted, t0);
@@ -304,7 +339,27 @@ mod tests {
         let t1 = t0 + S;
         let probe = go(g.admit("a", t1, far));
         g.finish("a", &probe, Answer::Accepted, t1);
-        assert_eq!(go(g.admit("a", t1, far)).at, t1 + S);
+        let third = S / 3;
+        let next = go(g.admit("a", t1, far));
+        assert_eq!(next.at, t1 + third);
+        // Too fast for one a second: refused, and the reading corrects it.
+        g.finish("a", &next, Answer::Limited(S), next.at);
+        let t2 = next.at + S;
+        let probe = go(g.admit("a", t2, far));
+        g.finish("a", &probe, Answer::Accepted, t2);
+        assert_eq!(go(g.admit("a", t2, far)).at, t2 + third + S);
+        // A pause long before the burst does not count as slowness.
+        let mut g = Gate::default();
+        let early = go(g.admit("p", t0, far));
+        g.finish("p", &early, Answer::Accepted, t0);
+        let burst = t0 + Duration::from_secs(600);
+        let b1 = go(g.admit("p", burst, far));
+        g.finish("p", &b1, Answer::Accepted, burst);
+        let b2 = go(g.admit("p", burst, far));
+        g.finish("p", &b2, Answer::Limited(S), burst);
+        let probe = go(g.admit("p", burst + S, far));
+        g.finish("p", &probe, Answer::Accepted, burst + S);
+        assert_eq!(go(g.admit("p", burst + S, far)).at, burst + 2 * S);
         // A limit of 50 a minute, met after 50 calls 10 s in: 1.2 s apart.
         let mut g = Gate::default();
         for i in 0..50u32 {
@@ -325,14 +380,21 @@ mod tests {
         let far = t0 + Duration::from_secs(3600);
         let mut g = Gate::default();
         let ts: Vec<Ticket> = (0..MAX_IN_FLIGHT).map(|_| go(g.admit("a", t0, far))).collect();
-        assert_eq!(g.admit("a", t0, far), Admit::Queue);
+        assert_eq!(g.admit("a", t0, far), Admit::Queue, "not paced: wait for a turn");
         g.finish("a", &ts[0], Answer::Limited(S), t0);
         for t in &ts[1..] {
             g.finish("a", t, Answer::Unknown, t0);
         }
         let probe = go(g.admit("a", t0 + S, far));
         g.finish("a", &probe, Answer::Accepted, t0 + S);
-        let later = t0 + S + PACE_MEMORY + 2 * S;
+        // Paced, with every turn taken: sent away until about its turn.
+        let slots: Vec<Ticket> = (0..MAX_IN_FLIGHT).map(|_| go(g.admit("a", t0 + S, far))).collect();
+        assert_eq!(g.arrive("a", t0 + S), Err(9 * S + MAX_IN_FLIGHT * S));
+        assert_eq!(g.arrive("b", t0 + S), Ok(()), "an unlimited bucket lets callers wait");
+        for t in &slots {
+            g.finish("a", t, Answer::Accepted, t.at);
+        }
+        let later = t0 + 10 * S + PACE_MEMORY + S;
         assert_eq!(go(g.admit("a", later, far)).at, later);
         assert_eq!(go(g.admit("a", later, far)).at, later, "no pace any more");
     }

@@ -282,6 +282,18 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// Counts a caller as waiting in its bucket until dropped.
+struct Waiting<'a> {
+    gate: &'a RateGate,
+    bucket: &'a str,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gate.lock().leave(self.bucket);
+    }
+}
+
 /// A queued caller checks again at least this often (a lost wake-up must
 /// not park it).
 const QUEUE_RECHECK: Duration = Duration::from_millis(250);
@@ -306,6 +318,8 @@ impl RateGate {
     /// Waits for a turn to call `bucket`, at the latest until `latest`;
     /// `Err(wait)` when no turn comes by then (how long to stay away).
     pub async fn enter(&self, bucket: &str, latest: Instant) -> Result<Permit<'_>, Duration> {
+        self.lock().arrive(bucket, Instant::now())?;
+        let _waiting = Waiting { gate: self, bucket };
         loop {
             let turn = self.turn.notified();
             tokio::pin!(turn);
