@@ -3,9 +3,10 @@
 //!
 //!     cargo bench --bench notify                  # full run (report below)
 //!     BENCH_SCALE=0.1 cargo bench --bench notify  # a quick, smaller run
+//!     BENCH_ONLY=rate_limits cargo bench --bench notify  # one part: `throughput` or `rate_limits`
 //!
 //! Prints every figure BENCHMARKS.md lists and writes them as JSON to
-//! `target/bench-report.json`.
+//! `target/bench-report.json` (`target/bench-report-<part>.json` for one part).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use teleport_plugin::identity::parse_identity_file;
-use teleport_plugin_sim::chat::{ChatSim, SimChannel, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::chat::{ChatSim, POST_LIMIT, RateWindow, SimChannel, SlackSim, SlackSimConfig};
 use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 use teleport_plugin_sim::access::AccessRequestExt;
 use teleport_plugin::teleport::{ChannelOptions, DirectDialer, Feed, TeleportClient, Watcher};
@@ -249,6 +250,164 @@ fn main() {
 }
 
 async fn run() {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let (report, name) = match only.as_str() {
+        "" => {
+            let mut report = throughput().await;
+            report["rate_limits"] = rate_limits().await;
+            (report, "bench-report.json".to_string())
+        }
+        "throughput" => (throughput().await, "bench-report-throughput.json".into()),
+        "rate_limits" => (json!({"machine": machine(), "rate_limits": rate_limits().await}), "bench-report-rate_limits.json".into()),
+        other => panic!("BENCH_ONLY={other:?}: use throughput or rate_limits"),
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(name);
+    let _ = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap());
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}
+
+/// Writes a plugin configuration for `slack`, routing `*` to [`CHANNEL`] and
+/// each `(role, channel)` of `routes`.
+fn plugin_config(dir: &std::path::Path, sim: &TeleportSim, slack: &SlackSim, routes: &[(String, String)]) -> std::path::PathBuf {
+    let identity = dir.join("identity");
+    std::fs::write(&identity, sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file).unwrap();
+    let mut map = format!("\"*\" = \"{CHANNEL}\"\n");
+    for (role, channel) in routes {
+        map.push_str(&format!("\"{role}\" = \"{channel}\"\n"));
+    }
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n{map}\n[http]\nlisten = \"\"\n\n[log]\nseverity = \"info\"\n",
+            sim.addr(),
+            identity.display(),
+            slack.base_url()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Arrival of the first accepted post to `channel`.
+fn first_post(slack: &SlackSim, channel: &str) -> Option<Instant> {
+    slack.calls_to("chat.postMessage").into_iter().find(|c| c.status == 200 && c.body["channel"] == channel).map(|c| c.received_at)
+}
+
+/// Politeness under Slack's limits: a backlog to one channel under its
+/// posting limit, quiet channels' first cards during it, and card edits
+/// while `chat.update` is limited.
+async fn rate_limits() -> serde_json::Value {
+    const BACKLOG: usize = 30;
+    const QUIET: usize = 5;
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    let quiet: Vec<(String, String)> = (0..QUIET).map(|i| (format!("quiet{i}"), format!("C0QUIET00{i}"))).collect();
+    let mut cfg = SlackSimConfig::default().with_channel(SimChannel::new(CHANNEL, "bench")).with_post_limit(POST_LIMIT);
+    for (_, ch) in &quiet {
+        cfg = cfg.with_channel(SimChannel::new(ch.clone(), ch.to_lowercase()));
+    }
+    let slack = SlackSim::start(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = plugin_config(dir.path(), &sim, &slack, &quiet);
+    let mut plugin = start_plugin(config.to_str().unwrap());
+
+    // 30 cards to one channel at once, against one post a second (bursts of 3).
+    let t0 = Instant::now();
+    for i in 0..BACKLOG {
+        sim.request(&format!("backlog{i}@example.com"), &["editor"], "backlog");
+    }
+    // A quiet channel's first card every few seconds while the backlog drains.
+    let mut quiet_latency = Vec::new();
+    for (role, channel) in &quiet {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let id = sim.request(&format!("{role}@example.com"), &[role.as_str()], "quiet").id().to_string();
+        assert!(wait(Duration::from_secs(30), || first_post(&slack, channel).is_some()).await, "quiet card posted");
+        quiet_latency.push(first_post(&slack, channel).unwrap() - sim.emitted_at(&id).unwrap());
+    }
+    let drained = wait(Duration::from_secs(180), || {
+        slack.messages_in(CHANNEL).iter().filter(|m| m.thread_ts.is_none()).count() >= BACKLOG
+    })
+    .await;
+    assert!(drained, "backlog posted");
+    let drain = t0.elapsed();
+    let posts = slack.calls_to("chat.postMessage");
+    let busy = |c: &&teleport_plugin_sim::chat::CallRecord| c.body["channel"] == CHANNEL;
+    let refused = posts.iter().filter(busy).filter(|c| c.status == 429).count();
+    let ignored: Vec<_> = slack.calls_inside_windows().into_iter().filter(|c| c.lag() > Duration::from_millis(150)).collect();
+    let quiet_refused = posts.iter().filter(|c| c.body["channel"] != CHANNEL && c.status == 429).count();
+    quiet_latency.sort();
+    println!(
+        "backlog of {BACKLOG} to one channel under 1 post/s: drained in {:.1} s, {refused} 429 answers ({:.2} per post), {} calls inside announced windows; quiet channels' first card: max {:.0} ms (n={QUIET}, {quiet_refused} refused)",
+        drain.as_secs_f64(),
+        refused as f64 / BACKLOG as f64,
+        ignored.len(),
+        quiet_latency.last().unwrap().as_secs_f64() * 1e3
+    );
+    let _ = plugin.child.kill();
+    let _ = plugin.child.wait();
+
+    // Card edits while chat.update is limited (one per 2 s): each card gets
+    // five reviews and the approval within about a second.
+    const CARDS: usize = 10;
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    let slack = SlackSim::start(
+        SlackSimConfig::default()
+            .with_channel(SimChannel::new(CHANNEL, "bench"))
+            .with_rate_limit("chat.update", RateWindow::new(1, Duration::from_secs(2))),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = plugin_config(dir.path(), &sim, &slack, &[]);
+    let mut plugin = start_plugin(config.to_str().unwrap());
+    let ids: Vec<String> = (0..CARDS).map(|i| sim.request(&format!("coalesce{i}@example.com"), &["editor"], "coalesce").id().to_string()).collect();
+    assert!(wait(Duration::from_secs(30), || slack.messages_in(CHANNEL).len() >= CARDS).await, "cards posted");
+    let t0 = Instant::now();
+    for k in 0..5 {
+        for id in &ids {
+            sim.review(id, &format!("reviewer{k}"), true, "lgtm");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids {
+        sim.approve(id, "ship it");
+    }
+    let approved = |slack: &SlackSim| {
+        slack.messages_in(CHANNEL).iter().filter(|m| m.thread_ts.is_none() && m.text.as_deref().is_some_and(|t| t.contains("APPROVED"))).count()
+    };
+    assert!(wait(Duration::from_secs(120), || approved(&slack) >= CARDS).await, "every card shows the approval");
+    let settled = t0.elapsed();
+    // Past the longest retry, so late stale edits would be counted.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let updates = slack.calls_to("chat.update");
+    let accepted = updates.iter().filter(|c| c.status == 200).count();
+    println!(
+        "coalescing: {CARDS} cards, 5 reviews + approval each within ~1 s, chat.update limited to 1 per 2 s: {:.2} chat.update calls per card ({:.2} accepted), every card approved after {:.1} s",
+        updates.len() as f64 / CARDS as f64,
+        accepted as f64 / CARDS as f64,
+        settled.as_secs_f64()
+    );
+    let _ = plugin.child.kill();
+    let _ = plugin.child.wait();
+
+    json!({
+        "backlog": {
+            "posts": BACKLOG, "limit": "1 post/s per channel, bursts of 3",
+            "drain_s": drain.as_secs_f64(),
+            "refused_429": refused, "refused_per_post": refused as f64 / BACKLOG as f64,
+            "calls_inside_announced_windows": ignored.len(),
+        },
+        "quiet_first_card": {"n": QUIET, "refused_429": quiet_refused, "latency": summary(quiet_latency)},
+        "coalescing": {
+            "cards": CARDS, "events_per_card": 6, "limit": "chat.update 1 per 2 s",
+            "update_calls_per_card": updates.len() as f64 / CARDS as f64,
+            "accepted_updates_per_card": accepted as f64 / CARDS as f64,
+            "settled_s": settled.as_secs_f64(),
+        },
+    })
+}
+
+/// Latency, burst, memory, start and rotation figures.
+async fn throughput() -> serde_json::Value {
     let s = scale();
     let steady_secs = (10.0 * s).max(1.0);
     let burst = ((10_000.0 * s) as usize).max(100);
@@ -350,7 +509,5 @@ async fn run() {
         "start_to_ready_ms": plugin.ready_after.as_secs_f64() * 1e3,
         "rotation_to_ready_ms": rotation.as_secs_f64() * 1e3,
     });
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report.json");
-    let _ = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap());
-    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    report
 }

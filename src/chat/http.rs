@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by the chat clients: one reqwest client per chat,
-//! timeouts, a rate-limit gate that remembers when the API asked us to wait,
+//! timeouts, a rate-limit gate (windows the API announced, one probe when a
+//! window ends, pacing at the rate the API has shown; see [`super::gate`]),
 //! and a bounded retry loop. Each chat supplies an [`Api`] that reads its
 //! answers (error bodies, rate-limit headers); this module decides when to
 //! wait, retry or give up.
@@ -8,7 +9,6 @@
 //! and logs name the route (`chat.postMessage`, `POST /channels/{id}/messages`)
 //! and never the URL, body or token.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,9 +16,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::ChatError;
+use super::gate::{Admit, Answer, Gate, Ticket};
 
 /// Largest response body read; anything bigger is treated as a broken answer.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -27,6 +29,8 @@ const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 const MAX_RATE_WAIT: Duration = Duration::from_secs(3600);
 /// Rate-limit answers tolerated inside one call (each waits as told).
 const MAX_RATE_LIMITED: u32 = 16;
+/// How long a replaceable call may wait for its turn (a slot that is due).
+const REPLACEABLE_WAIT: Duration = Duration::from_millis(50);
 
 /// Timeouts and retry bounds of a chat client.
 #[derive(Debug, Clone)]
@@ -99,6 +103,10 @@ pub struct Request {
     pub subject: String,
     pub idempotency: Idempotency,
     pub missing: Missing,
+    /// A newer call will replace this one (a card edit): it does not wait
+    /// for a rate-limit window inside the call but returns at once, so the
+    /// engine can send the newest state when the window ends.
+    pub replaceable: bool,
 }
 
 impl Request {
@@ -113,6 +121,7 @@ impl Request {
             subject: String::new(),
             idempotency: Idempotency::Safe,
             missing: Missing::Channel,
+            replaceable: false,
         }
     }
 
@@ -151,6 +160,11 @@ impl Request {
 
     pub fn missing(mut self, m: Missing) -> Self {
         self.missing = m;
+        self
+    }
+
+    pub fn replaceable(mut self) -> Self {
+        self.replaceable = true;
         self
     }
 
@@ -233,50 +247,115 @@ pub trait Api: Send + Sync + 'static {
     fn judge(&self, req: &Request, reply: &Reply) -> Verdict;
 }
 
-/// Remembers until when the API asked us not to call a bucket (or anything).
+/// The rate-limit state of one client, shared by its concurrent calls (the
+/// rules are in [`super::gate`]).
 #[derive(Debug, Default)]
 pub struct RateGate {
-    state: Mutex<GateState>,
+    state: Mutex<Gate>,
+    /// Woken whenever a call is answered or gives its turn back.
+    turn: Notify,
 }
 
-#[derive(Debug, Default)]
-struct GateState {
-    global_until: Option<Instant>,
-    buckets: HashMap<String, Instant>,
+/// A call's turn in its bucket; given back when dropped unanswered.
+pub struct Permit<'a> {
+    gate: &'a RateGate,
+    bucket: String,
+    ticket: Option<Ticket>,
 }
+
+impl Permit<'_> {
+    /// Records the answer (closing the bucket on a rate limit).
+    pub fn finish(mut self, answer: Answer) {
+        if let Some(t) = self.ticket.take() {
+            self.gate.lock().finish(&self.bucket, &t, answer, Instant::now());
+            self.gate.turn.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.gate.lock().cancel(&self.bucket, &t);
+            self.gate.turn.notify_waiters();
+        }
+    }
+}
+
+/// Counts a caller as waiting in its bucket until dropped.
+struct Waiting<'a> {
+    gate: &'a RateGate,
+    bucket: &'a str,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gate.lock().leave(self.bucket);
+    }
+}
+
+/// A queued caller checks again at least this often (a lost wake-up must
+/// not park it).
+const QUEUE_RECHECK: Duration = Duration::from_millis(250);
 
 impl RateGate {
     /// Keeps `bucket` closed for `wait` from now (never shortens a closure).
     pub fn close(&self, bucket: &str, wait: Duration) {
-        let until = Instant::now() + wait.min(MAX_RATE_WAIT);
-        let mut st = self.lock();
-        let e = st.buckets.entry(bucket.to_string()).or_insert(until);
-        *e = (*e).max(until);
+        self.lock().close(bucket, Instant::now() + wait.min(MAX_RATE_WAIT));
     }
 
     /// Closes every bucket for `wait` from now.
     pub fn close_all(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(MAX_RATE_WAIT);
-        let mut st = self.lock();
-        st.global_until = Some(st.global_until.map_or(until, |g| g.max(until)));
+        self.lock().close_all(Instant::now() + wait.min(MAX_RATE_WAIT));
     }
 
-    /// How long a call to `bucket` has to wait, if at all.
+    /// How long a call to `bucket` has to wait for a closed window, if at all.
     pub fn wait_time(&self, bucket: &str) -> Option<Duration> {
         let now = Instant::now();
-        let mut st = self.lock();
-        st.buckets.retain(|_, until| *until > now);
-        if st.global_until.is_some_and(|g| g <= now) {
-            st.global_until = None;
-        }
-        let until = [st.global_until, st.buckets.get(bucket).copied()]
-            .into_iter()
-            .flatten()
-            .max()?;
-        Some(until - now)
+        self.lock().closed_until(bucket, now).map(|u| u - now)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+    /// Waits for a turn to call `bucket`, at the latest until `latest`;
+    /// `Err(wait)` when no turn comes by then (how long to stay away).
+    pub async fn enter(&self, bucket: &str, latest: Instant) -> Result<Permit<'_>, Duration> {
+        self.lock().arrive(bucket, Instant::now())?;
+        let _waiting = Waiting { gate: self, bucket };
+        loop {
+            let turn = self.turn.notified();
+            tokio::pin!(turn);
+            turn.as_mut().enable();
+            let now = Instant::now();
+            let admit = self.lock().admit(bucket, now, latest);
+            match admit {
+                Admit::Go(ticket) => {
+                    let at = ticket.at;
+                    let permit = Permit { gate: self, bucket: bucket.to_string(), ticket: Some(ticket) };
+                    if at > now {
+                        tokio::time::sleep_until(at).await;
+                    }
+                    // A window announced while we waited for the slot voids it.
+                    if self.lock().closed_until(bucket, Instant::now()).is_none() {
+                        return Ok(permit);
+                    }
+                }
+                Admit::Wait { until } => {
+                    if until > latest {
+                        return Err(until - now);
+                    }
+                    tracing::debug!(bucket, wait_ms = (until - now).as_millis() as u64, "waiting for rate limit");
+                    tokio::time::sleep_until(until).await;
+                }
+                Admit::Queue => {
+                    if now >= latest {
+                        return Err(self.lock().retry_hint(bucket, now));
+                    }
+                    let _ = tokio::time::timeout_at(latest.min(now + QUEUE_RECHECK), turn).await;
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gate> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -361,21 +440,18 @@ impl<A: Api> Http<A> {
         let mut limited = 0u32;
         loop {
             let bucket = self.api.bucket(&req);
-            if let Some(wait) = self.gate.wait_time(&bucket) {
-                if Instant::now() + wait > deadline {
+            // A replaceable call waits only for a turn that is (nearly) due.
+            let latest = if req.replaceable { Instant::now() + REPLACEABLE_WAIT } else { deadline };
+            let permit = match self.gate.enter(&bucket, latest).await {
+                Ok(p) => p,
+                Err(wait) => {
                     let e = ChatError::rate_limited(
-                        format!(
-                            "{label} rate limit: {} must wait another {}",
-                            req.route,
-                            secs(wait)
-                        ),
+                        format!("{label} rate limit: {} must wait another {}", req.route, secs(wait)),
                         wait,
                     );
                     return Err(with_applied(e, maybe_applied));
                 }
-                tracing::debug!(chat = label, route = %req.route, wait_ms = wait.as_millis() as u64, "waiting for rate limit");
-                tokio::time::sleep(wait).await;
-            }
+            };
 
             let started = Instant::now();
             let result = self.send(&req).await;
@@ -385,48 +461,50 @@ impl<A: Api> Http<A> {
                     tracing::debug!(chat = label, method = %req.method, route = %req.route, status = reply.status.as_u16(), elapsed_ms, "chat API call");
                     self.api.observe(&req, &reply, &self.gate);
                     match self.api.judge(&req, &reply) {
-                        Verdict::Done(v) => return Ok(v),
-                        Verdict::Fail(e) => return Err(with_applied(e, maybe_applied)),
+                        Verdict::Done(v) => {
+                            permit.finish(Answer::Accepted);
+                            return Ok(v);
+                        }
+                        Verdict::Fail(e) => {
+                            permit.finish(Answer::Accepted);
+                            return Err(with_applied(e, maybe_applied));
+                        }
                         Verdict::Limited { after, global } => {
+                            let after = after.min(MAX_RATE_WAIT);
                             if global {
                                 self.gate.close_all(after);
+                                permit.finish(Answer::Unknown);
                             } else {
-                                self.gate.close(&self.api.bucket(&req), after);
+                                permit.finish(Answer::Limited(after));
+                                // The answer may have taught the API's own
+                                // name for the bucket (Discord): close it too.
+                                let learned = self.api.bucket(&req);
+                                if learned != bucket {
+                                    self.gate.close(&learned, after);
+                                }
                             }
                             limited += 1;
                             let e = ChatError::rate_limited(
-                                format!(
-                                    "{label} rate limit on {}: retry in {}",
-                                    req.route,
-                                    secs(after)
-                                ),
+                                format!("{label} rate limit on {}: retry in {}", req.route, secs(after)),
                                 after,
                             );
                             (e, Some(after))
                         }
                         Verdict::Retry(msg) => {
+                            permit.finish(Answer::Unknown);
                             failures += 1;
                             maybe_applied |= req.creates();
-                            (
-                                ChatError::transient(format!("{label} {}: {msg}", req.route)),
-                                None,
-                            )
+                            (ChatError::transient(format!("{label} {}: {msg}", req.route)), None)
                         }
                     }
                 }
                 Err(e) => {
+                    permit.finish(Answer::Unknown);
                     failures += 1;
                     // Only a failed connect proves the request never arrived.
                     maybe_applied |= req.creates() && !e.is_connect();
                     tracing::debug!(chat = label, method = %req.method, route = %req.route, elapsed_ms, error = %describe(&e, &self.opts), "chat API call failed");
-                    (
-                        ChatError::transient(format!(
-                            "{label} {}: {}",
-                            req.route,
-                            describe(&e, &self.opts)
-                        )),
-                        None,
-                    )
+                    (ChatError::transient(format!("{label} {}: {}", req.route, describe(&e, &self.opts))), None)
                 }
             };
 
@@ -437,9 +515,10 @@ impl<A: Api> Http<A> {
                 return Err(with_applied(err, maybe_applied));
             }
             match rate_wait {
-                // The gate sleeps at the top of the loop; a wait beyond the
-                // budget goes back to the caller as the API stated it.
-                Some(after) if Instant::now() + after > deadline => {
+                // The gate holds the call at the top of the loop; a wait
+                // beyond the budget goes back to the caller as the API
+                // stated it, and so does any wait of a replaceable call.
+                Some(after) if req.replaceable || Instant::now() + after > deadline => {
                     return Err(with_applied(err, maybe_applied));
                 }
                 Some(_) => {}

@@ -11,6 +11,7 @@ pub mod console;
 mod fixtures;
 pub mod discord;
 pub mod fields;
+pub mod gate;
 pub mod http;
 pub mod mattermost;
 pub mod slack;

@@ -1,6 +1,7 @@
 //! Machinery shared by the three simulators: the in-process server, call
-//! recording, fault injection, fixed-window rate limiting and the control
-//! trait [`ChatSim`].
+//! recording, fault injection, fixed-window and token-bucket rate limiting,
+//! the record of calls that arrived inside an announced rate-limit window,
+//! and the control trait [`ChatSim`].
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -102,6 +103,77 @@ pub struct CallRecord {
     pub service_time: Duration,
 }
 
+/// A call that arrived while a rate-limit window announced for its bucket
+/// (by a 429 and its `Retry-After`) was still open.
+#[derive(Debug, Clone)]
+pub struct WindowCall {
+    pub seq: u64,
+    pub endpoint: String,
+    /// The simulator's bucket, e.g. `chat.postMessage C0123` or `chat.update`.
+    pub bucket: String,
+    pub announced_at: Instant,
+    /// End of the announced window (announcement + `Retry-After`).
+    pub until: Instant,
+    pub arrived_at: Instant,
+}
+
+impl WindowCall {
+    /// Time between the 429 that announced the window and this call's
+    /// arrival. A call that arrives within a round trip of the announcement
+    /// was in flight before its client could have read it.
+    pub fn lag(&self) -> Duration {
+        self.arrived_at.saturating_duration_since(self.announced_at)
+    }
+}
+
+/// A rate-limit window as a 429 announced it.
+#[derive(Debug, Clone)]
+pub struct AnnouncedWindow {
+    pub bucket: String,
+    pub announced_at: Instant,
+    pub until: Instant,
+}
+
+/// Rate-limit windows announced per bucket, and the calls that ignored them.
+#[derive(Debug, Default)]
+struct Announced {
+    /// Bucket → (announced at, open until); only the latest-ending window.
+    open: HashMap<String, (Instant, Instant)>,
+    inside: Vec<WindowCall>,
+    history: Vec<AnnouncedWindow>,
+}
+
+impl Announced {
+    fn arrival(&mut self, seq: u64, endpoint: &str, bucket: &str, at: Instant) {
+        if let Some((announced_at, until)) = self.open.get(bucket).copied()
+            && announced_at <= at
+            && at < until
+        {
+            self.inside.push(WindowCall {
+                seq,
+                endpoint: endpoint.to_owned(),
+                bucket: bucket.to_owned(),
+                announced_at,
+                until,
+                arrived_at: at,
+            });
+        }
+    }
+
+    fn announce(&mut self, bucket: &str, at: Instant, retry_after: Duration) {
+        let until = at + retry_after;
+        self.history.push(AnnouncedWindow {
+            bucket: bucket.to_owned(),
+            announced_at: at,
+            until,
+        });
+        let e = self.open.entry(bucket.to_owned()).or_insert((at, until));
+        if until >= e.1 {
+            *e = (at, until);
+        }
+    }
+}
+
 /// A fixed-window rate limit: at most `limit` calls per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateWindow {
@@ -110,8 +182,12 @@ pub struct RateWindow {
 }
 
 impl RateWindow {
-    pub fn new(limit: u32, window: Duration) -> Self {
+    pub const fn new(limit: u32, window: Duration) -> Self {
         Self { limit, window }
+    }
+
+    pub const fn per_minute(limit: u32) -> Self {
+        Self::new(limit, Duration::from_secs(60))
     }
 }
 
@@ -133,6 +209,11 @@ pub(crate) trait Flavor: Send + Sync + 'static {
     fn failure(&self, status: StatusCode) -> Response;
     /// Response of an injected rate limit.
     fn rate_limited(&self, retry_after: Duration) -> Response;
+    /// Rate-limit bucket of a call, as the API counts it, for the record of
+    /// calls made inside announced windows; `None`: not tracked.
+    fn bucket(&self, _endpoint: &str, _query: Option<&str>, _body: &ParsedBody) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +260,7 @@ pub struct SimCore {
     version: watch::Sender<u64>,
     events: broadcast::Sender<CallRecord>,
     faults: Mutex<FaultState>,
+    announced: Mutex<Announced>,
 }
 
 impl SimCore {
@@ -190,6 +272,7 @@ impl SimCore {
             version: watch::Sender::new(0),
             events: broadcast::Sender::new(65_536),
             faults: Mutex::new(FaultState::default()),
+            announced: Mutex::new(Announced::default()),
         })
     }
 
@@ -199,6 +282,19 @@ impl SimCore {
 
     pub fn clear_calls(&self) {
         lock(&self.calls).clear();
+        let mut a = lock(&self.announced);
+        a.inside.clear();
+        a.history.clear();
+    }
+
+    /// Calls that arrived inside a window announced for their bucket.
+    pub fn calls_inside_windows(&self) -> Vec<WindowCall> {
+        lock(&self.announced).inside.clone()
+    }
+
+    /// Every window a 429 announced, in order.
+    pub fn windows_announced(&self) -> Vec<AnnouncedWindow> {
+        lock(&self.announced).history.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CallRecord> {
@@ -431,6 +527,10 @@ pub(crate) async fn record_layer(
     };
     let parsed = ParsedBody::parse(&parts.headers, &bytes);
     let call = pending(parsed.to_record(&bytes));
+    let bucket = core.flavor.bucket(&endpoint, parts.uri.query(), &parsed);
+    if let Some(b) = &bucket {
+        lock(&core.announced).arrival(seq, &endpoint, b, received_at);
+    }
 
     let (delay_before, delay_after) = {
         let f = lock(&core.faults);
@@ -454,6 +554,16 @@ pub(crate) async fn record_layer(
     }
 
     let (parts, body) = response.into_parts();
+    if parts.status == StatusCode::TOO_MANY_REQUESTS
+        && let Some(b) = &bucket
+        && let Some(secs) = parts
+            .headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        lock(&core.announced).announce(b, Instant::now(), Duration::from_secs(secs));
+    }
     let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let recorded = if body.is_empty() {
         Value::Null
@@ -585,6 +695,47 @@ impl FixedWindows {
     }
 }
 
+/// A token-bucket limit: `burst` calls at once, refilled at one per `interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRule {
+    pub burst: u32,
+    pub interval: Duration,
+}
+
+impl TokenRule {
+    pub fn new(burst: u32, interval: Duration) -> Self {
+        Self { burst: burst.max(1), interval }
+    }
+}
+
+/// Token buckets keyed by name. Rejected calls take no token.
+#[derive(Debug, Default)]
+pub(crate) struct TokenBuckets {
+    buckets: HashMap<String, (f64, Instant)>,
+}
+
+impl TokenBuckets {
+    /// `Ok` when a token was taken, else the time until the next one.
+    pub(crate) fn take(&mut self, key: &str, rule: TokenRule) -> Result<(), Duration> {
+        let now = Instant::now();
+        let cap = f64::from(rule.burst);
+        let per = rule.interval.as_secs_f64().max(1e-6);
+        let e = self.buckets.entry(key.to_owned()).or_insert((cap, now));
+        e.0 = (e.0 + now.duration_since(e.1).as_secs_f64() / per).min(cap);
+        e.1 = now;
+        if e.0 >= 1.0 {
+            e.0 -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - e.0) * per))
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.buckets.clear();
+    }
+}
+
 /// Whole seconds, rounded up, at least one: what `Retry-After` carries.
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_nanos().div_ceil(1_000_000_000).max(1) as u64
@@ -672,6 +823,14 @@ pub trait ChatSim: Clone + Send + Sync + 'static {
 
     fn clear_calls(&self) {
         self.core().clear_calls()
+    }
+
+    /// Calls that arrived while a rate-limit window announced for their
+    /// bucket was open (tracked by Slack and Mattermost), in arrival order.
+    fn calls_inside_windows(&self) -> Vec<WindowCall> {
+        let mut v = self.core().calls_inside_windows();
+        v.sort_by_key(|c| c.seq);
+        v
     }
 
     /// Live feed of calls as they complete.
@@ -768,6 +927,37 @@ mod tests {
         assert!(w.check("b", rule).allowed, "buckets are independent");
         std::thread::sleep(Duration::from_millis(45));
         assert!(w.check("a", rule).allowed);
+    }
+
+    #[test]
+    fn token_bucket_allows_a_burst_then_one_per_interval() {
+        let mut b = TokenBuckets::default();
+        let rule = TokenRule::new(2, Duration::from_millis(50));
+        assert!(b.take("a", rule).is_ok());
+        assert!(b.take("a", rule).is_ok());
+        let wait = b.take("a", rule).expect_err("burst used up");
+        assert!(wait <= Duration::from_millis(50), "{wait:?}");
+        assert!(b.take("b", rule).is_ok(), "buckets are independent");
+        std::thread::sleep(Duration::from_millis(55));
+        assert!(b.take("a", rule).is_ok());
+        assert!(b.take("a", rule).is_err());
+    }
+
+    #[test]
+    fn calls_inside_an_announced_window_are_recorded() {
+        let mut a = Announced::default();
+        let t0 = Instant::now();
+        a.arrival(1, "chat.postMessage", "p C1", t0);
+        a.announce("p C1", t0, Duration::from_secs(1));
+        a.arrival(2, "chat.postMessage", "p C1", t0 + Duration::from_millis(300));
+        a.arrival(3, "chat.postMessage", "p C2", t0 + Duration::from_millis(300));
+        a.arrival(4, "chat.postMessage", "p C1", t0 + Duration::from_millis(1000));
+        // A shorter, later announcement does not shorten the open window.
+        a.announce("p C1", t0 + Duration::from_millis(100), Duration::ZERO);
+        a.arrival(5, "chat.postMessage", "p C1", t0 + Duration::from_millis(500));
+        let seqs: Vec<u64> = a.inside.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, vec![2, 5]);
+        assert_eq!(a.inside[0].lag(), Duration::from_millis(300));
     }
 
     #[test]

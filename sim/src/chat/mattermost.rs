@@ -2,8 +2,12 @@
 //!
 //! Errors are Mattermost "app errors" (`{id, message, detailed_error,
 //! request_id, status_code}`). When a rate limit is configured every response
-//! carries `X-Ratelimit-*` headers and a refusal is a plain-text 429, the way
-//! Mattermost's throttling middleware answers.
+//! carries `X-Ratelimit-*` headers (`Reset` in seconds from now) and a refusal
+//! is a plain-text 429 `limit exceeded` with `Retry-After`, the way
+//! Mattermost's throttling middleware answers; rate limiting is off unless
+//! configured, as `RateLimitSettings.Enable` defaults to false. Calls that
+//! arrive inside an announced window are recorded
+//! ([`ChatSim::calls_inside_windows`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -296,6 +300,12 @@ impl Flavor for MattermostFlavor {
             reset_after: retry_after,
         };
         limit_exceeded(limit_headers(&v), retry_after)
+    }
+
+    /// Mattermost's limiter counts every call of a client together (keyed
+    /// by address, or token with `VaryByUser`).
+    fn bucket(&self, _endpoint: &str, _query: Option<&str>, _body: &ParsedBody) -> Option<String> {
+        Some("client".into())
     }
 }
 

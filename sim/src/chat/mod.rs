@@ -14,9 +14,9 @@ pub mod mattermost;
 pub mod slack;
 
 pub use common::{
-    CallRecord, ChatSim, RateWindow, STATUS_CLIENT_CLOSED, SimChannel, SimCore, SimUser,
-    WaitTimeout,
+    AnnouncedWindow, CallRecord, ChatSim, RateWindow, STATUS_CLIENT_CLOSED, SimChannel, SimCore, SimUser,
+    TokenRule, WaitTimeout, WindowCall,
 };
 pub use discord::{DiscordMessage, DiscordRevision, DiscordSim, DiscordSimConfig};
 pub use mattermost::{MattermostPost, MattermostRevision, MattermostSim, MattermostSimConfig};
-pub use slack::{SlackMessage, SlackRevision, SlackSim, SlackSimConfig};
+pub use slack::{POST_LIMIT, SlackMessage, SlackRevision, SlackSim, SlackSimConfig, tier};

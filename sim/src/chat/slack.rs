@@ -4,6 +4,14 @@
 //! `{"ok": false, "error": ...}` on failure, except rate limiting (429) and
 //! unknown methods (404). Arguments are merged from the query string, a
 //! form-encoded body and a JSON object body, in that order.
+//!
+//! Rate limits, when configured, follow Slack's rules: `chat.postMessage` is
+//! limited per channel (about one post per second, short bursts allowed; see
+//! [`SlackSimConfig::with_post_limit`]), every other method per method (the
+//! tiers, [`RateWindow::per_minute`]). A refusal is HTTP 429 with
+//! `Retry-After` in whole seconds and `{"ok":false,"error":"ratelimited"}`;
+//! calls that arrive inside an announced window are recorded
+//! ([`ChatSim::calls_inside_windows`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,8 +29,8 @@ use serde_json::{Map, Value, json};
 
 use super::common::{
     ChatSim, FixedWindows, Flavor, ParsedBody, RateWindow, ServerHandle, SimChannel, SimCore,
-    SimUser, TokenCheck, Tokens, ceil_secs, char_len, header_value, json, lock, proxy_error_page,
-    query_map, serve,
+    SimUser, TokenBuckets, TokenCheck, TokenRule, Tokens, ceil_secs, char_len, header_value, json,
+    lock, proxy_error_page, query_map, serve,
 };
 
 mod blocks;
@@ -45,8 +53,10 @@ pub struct SlackSimConfig {
     pub app_id: String,
     pub users: Vec<SimUser>,
     pub channels: Vec<SimChannel>,
-    /// Per-method budgets, keyed by method name (e.g. `chat.postMessage`).
+    /// Per-method budgets, keyed by method name (e.g. `chat.update`).
     pub rate_limits: HashMap<String, RateWindow>,
+    /// Per-channel budget of `chat.postMessage` (thread replies included).
+    pub post_limit: Option<TokenRule>,
 }
 
 impl Default for SlackSimConfig {
@@ -63,9 +73,27 @@ impl Default for SlackSimConfig {
             users: Vec::new(),
             channels: Vec::new(),
             rate_limits: HashMap::new(),
+            post_limit: None,
         }
     }
 }
+
+/// Slack's method tiers (minimum requests per minute per method, app and
+/// workspace); `chat.update` is Tier 3.
+pub mod tier {
+    use super::RateWindow;
+    pub const TIER_1: RateWindow = RateWindow::per_minute(1);
+    pub const TIER_2: RateWindow = RateWindow::per_minute(20);
+    pub const TIER_3: RateWindow = RateWindow::per_minute(50);
+    pub const TIER_4: RateWindow = RateWindow::per_minute(100);
+}
+
+/// Slack's documented posting limit: one message per second per channel,
+/// with short bursts tolerated (Slack does not say how long; three here).
+pub const POST_LIMIT: TokenRule = TokenRule {
+    burst: 3,
+    interval: Duration::from_secs(1),
+};
 
 impl SlackSimConfig {
     pub fn with_user(mut self, user: SimUser) -> Self {
@@ -78,8 +106,16 @@ impl SlackSimConfig {
         self
     }
 
+    /// A per-method budget (Slack's tiers); `chat.postMessage` here is a
+    /// workspace-wide budget on top of the per-channel one.
     pub fn with_rate_limit(mut self, method: &str, rule: RateWindow) -> Self {
         self.rate_limits.insert(method.to_owned(), rule);
+        self
+    }
+
+    /// Limit `chat.postMessage` per channel ([`POST_LIMIT`] is Slack's).
+    pub fn with_post_limit(mut self, rule: TokenRule) -> Self {
+        self.post_limit = Some(rule);
         self
     }
 }
@@ -183,6 +219,8 @@ struct State_ {
     next_id: u64,
     rate_limits: HashMap<String, RateWindow>,
     windows: FixedWindows,
+    post_limit: Option<TokenRule>,
+    post_buckets: TokenBuckets,
 }
 
 struct Shared {
@@ -218,6 +256,23 @@ impl Flavor for SlackFlavor {
     fn rate_limited(&self, retry_after: Duration) -> Response {
         ratelimited(retry_after)
     }
+
+    fn bucket(&self, endpoint: &str, query: Option<&str>, body: &ParsedBody) -> Option<String> {
+        Some(bucket_of(endpoint, query, body))
+    }
+}
+
+/// Slack's rate-limit bucket of a call: posting counts per channel (as the
+/// `channel` argument names it), every other method per method.
+fn bucket_of(method: &str, query: Option<&str>, body: &ParsedBody) -> String {
+    if method != "chat.postMessage" {
+        return method.to_owned();
+    }
+    let channel = Args::build(query, body)
+        .ok()
+        .and_then(|a| a.str("channel"))
+        .unwrap_or_default();
+    format!("{method} {channel}")
 }
 
 fn ratelimited(retry_after: Duration) -> Response {
@@ -258,6 +313,8 @@ impl SlackSim {
             next_id: 1,
             rate_limits: config.rate_limits,
             windows: FixedWindows::default(),
+            post_limit: config.post_limit,
+            post_buckets: TokenBuckets::default(),
         };
         for u in config.users {
             state.users.insert(u.id.clone(), u);
@@ -291,6 +348,13 @@ impl SlackSim {
             None => st.rate_limits.remove(method),
         };
         st.windows.clear();
+    }
+
+    /// Set (or with `None` remove) the per-channel posting budget.
+    pub fn set_post_limit(&self, rule: Option<TokenRule>) {
+        let mut st = self.state();
+        st.post_limit = rule;
+        st.post_buckets.clear();
     }
 
     pub fn bot_user_id(&self) -> String {
@@ -683,6 +747,16 @@ async fn api(
                             let verdict = st.windows.check(&method, rule);
                             if !verdict.allowed {
                                 return ratelimited(verdict.reset_after);
+                            }
+                        }
+                        if method == "chat.postMessage"
+                            && let Some(rule) = st.post_limit
+                        {
+                            // Counted per channel, whatever name the call used.
+                            let target = args.str("channel").unwrap_or_default();
+                            let key = st.find_channel(&target).unwrap_or(target);
+                            if let Err(wait) = st.post_buckets.take(&key, rule) {
+                                return ratelimited(wait);
                             }
                         }
                         run(&mut st, &args)

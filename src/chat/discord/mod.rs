@@ -221,7 +221,8 @@ impl Chat for DiscordChat {
         .json(render::render(&content).body())
         .major(ch)
         .about(ch)
-        .missing(Missing::Message);
+        .missing(Missing::Message)
+        .replaceable();
         self.http.call(req).await.map(drop)
     }
 

@@ -3,7 +3,9 @@
 //! through message metadata.
 //!
 //! Slack answers application errors with HTTP 200 and `{"ok": false, "error":
-//! "..."}`; rate limits are HTTP 429 with `Retry-After`, per method.
+//! "..."}`; rate limits are HTTP 429 with `Retry-After` (whole seconds) and no
+//! remaining-count headers. `chat.postMessage` is limited per channel (about
+//! one post a second), every other method per method (its tier).
 
 pub mod render;
 
@@ -222,9 +224,14 @@ impl SlackChat {
         if let Some(ts) = thread_ts {
             args["thread_ts"] = json!(ts);
         }
-        let v = self
-            .call("chat.postMessage", args, channel, Idempotency::Create)
-            .await?;
+        // Posting is limited per channel: a name and its ID share a bucket.
+        let bucket = self.channels.get(channel).unwrap_or_else(|| channel.to_string());
+        let req = Request::post("chat.postMessage", &["chat.postMessage"])
+            .json(args)
+            .about(channel)
+            .major(bucket)
+            .idempotency(Idempotency::Create);
+        let v = self.http.call(req).await?;
         match (v["channel"].as_str(), v["ts"].as_str()) {
             (Some(ch), Some(ts)) if !ch.is_empty() && !ts.is_empty() => {
                 self.channels.put(channel, ch.to_string());
@@ -372,9 +379,12 @@ impl Chat for SlackChat {
             "blocks": msg.blocks,
             "metadata": render::metadata(&content.marker()),
         });
-        self.call("chat.update", args, &message.channel_id, Idempotency::Safe)
-            .await
-            .map(drop)
+        // A newer state replaces this edit rather than waiting behind it.
+        let req = Request::post("chat.update", &["chat.update"])
+            .json(args)
+            .about(&message.channel_id)
+            .replaceable();
+        self.http.call(req).await.map(drop)
     }
 
     async fn reply(
@@ -451,6 +461,14 @@ struct SlackApi {
 impl Api for SlackApi {
     fn label(&self) -> &'static str {
         "Slack"
+    }
+
+    fn bucket(&self, req: &Request) -> String {
+        if req.route == "chat.postMessage" {
+            format!("chat.postMessage {}", req.major)
+        } else {
+            req.route.clone()
+        }
     }
 
     fn judge(&self, req: &Request, reply: &Reply) -> Verdict {
