@@ -119,6 +119,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     let mut pipeline_tasks = Vec::new();
     let mut heartbeats = Vec::new();
     for (chat, chat_cfg) in chats.into_iter().zip(cfg.chats.iter()) {
+        chat.count_rate_limits(metrics.rate_limited.get_or_create(&Metrics::chat(chat.name())).clone());
         let mut router = Router::new(chat.name(), chat_cfg.routing().clone());
         if let Some(extra) = &extras.routes {
             router = router.with_extra(extra.clone());

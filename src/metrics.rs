@@ -44,6 +44,8 @@ pub struct Metrics {
     pub replies: Family<ChatLabel, Counter>,
     pub notices: Family<ChatLabel, Counter>,
     pub retries: Family<ChatReason, Counter>,
+    /// Rate-limit answers (HTTP 429) from a chat API.
+    pub rate_limited: Family<ChatLabel, Counter>,
     pub failures: Family<ChatReason, Counter>,
     /// Event received → card posted.
     pub latency: Family<ChatLabel, Histogram, fn() -> Histogram>,
@@ -65,6 +67,7 @@ impl Default for Metrics {
             replies: Family::default(),
             notices: Family::default(),
             retries: Family::default(),
+            rate_limited: Family::default(),
             failures: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             tracked: Family::default(),
@@ -89,6 +92,11 @@ impl Metrics {
         r.register("review_replies", "Review replies posted in threads", m.replies.clone());
         r.register("requester_notices", "Direct messages sent to requesters", m.notices.clone());
         r.register("retries", "Chat or Teleport calls retried, by reason", m.retries.clone());
+        r.register(
+            "chat_rate_limited",
+            "Rate-limit answers (HTTP 429) from a chat API; each one is waited out",
+            m.rate_limited.clone(),
+        );
         r.register("failures", "Deliveries given up after a permanent error, by reason", m.failures.clone());
         r.register(
             "notification_latency_seconds",

@@ -218,7 +218,13 @@ async fn rate_limit_storm(which: &str) {
     assert!(sim.card_counts().values().all(|n| *n == 1), "{which}: no duplicates");
     assert!(sim.core().calls().iter().any(|c| c.status == 429), "{which}: the limit was hit");
     let (_, text) = metrics(&running);
-    assert!(text.contains("rate_limited") || text.contains("teleport_plugin_messages_posted_total"), "{text}");
+    let counted = text
+        .lines()
+        .find(|l| l.starts_with(&format!("teleport_plugin_chat_rate_limited_total{{chat=\"{which}\"}}")))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let refused = sim.core().calls().iter().filter(|c| c.status == 429).count();
+    assert_eq!(counted as usize, refused, "{which}: every 429 counted in /metrics:\n{text}");
     running.stop(Duration::from_secs(5)).await;
 }
 

@@ -226,6 +226,12 @@ async fn chat_429_storm() {
     let ids = burst(&env, 40, "rl");
     let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
     exactly_once("chat 429 storm", &ids, &counts);
+    // Politeness: no call inside a window a 429 announced (calls already on
+    // the wire when the 429 was sent excepted), and few 429s per post.
+    let inside: Vec<_> = sim.core().calls_inside_windows().into_iter().filter(|c| c.lag() > Duration::from_millis(150)).collect();
+    assert!(inside.is_empty(), "calls inside announced windows: {inside:?}");
+    let refused = sim.core().calls().iter().filter(|c| c.status == 429).count();
+    assert!(refused <= ids.len(), "{refused} answers 429 for {} posts", ids.len());
     running.stop(Duration::from_secs(5)).await;
 }
 

@@ -368,9 +368,16 @@ pub struct Http<A: Api> {
     opts: ClientOptions,
     gate: RateGate,
     api: A,
+    /// Counts the API's rate-limit answers; bound to the metrics at launch.
+    rate_limited: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 }
 
 impl<A: Api> Http<A> {
+    /// Counts every rate-limit answer (429) from now on in `counter`.
+    pub fn count_rate_limits(&self, counter: prometheus_client::metrics::counter::Counter) {
+        let _ = self.rate_limited.set(counter);
+    }
+
     /// `authorization` is the full header value (`Bearer …`, `Bot …`).
     pub fn new(
         base_url: &str,
@@ -413,6 +420,7 @@ impl<A: Api> Http<A> {
             opts,
             gate: RateGate::default(),
             api,
+            rate_limited: std::sync::OnceLock::new(),
         })
     }
 
@@ -484,6 +492,9 @@ impl<A: Api> Http<A> {
                                 }
                             }
                             limited += 1;
+                            if let Some(c) = self.rate_limited.get() {
+                                c.inc();
+                            }
                             let e = ChatError::rate_limited(
                                 format!("{label} rate limit on {}: retry in {}", req.route, secs(after)),
                                 after,

@@ -224,6 +224,10 @@ pub trait Chat: Send + Sync + 'static {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// Counts the API's rate-limit answers in `counter` (chats without an
+    /// HTTP API have none).
+    fn count_rate_limits(&self, _counter: prometheus_client::metrics::counter::Counter) {}
+
     /// Checks the token works; returns who the bot is.
     async fn health_check(&self) -> Result<String, ChatError>;
 

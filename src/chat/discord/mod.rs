@@ -159,6 +159,10 @@ impl Chat for DiscordChat {
         }
     }
 
+    fn count_rate_limits(&self, counter: prometheus_client::metrics::counter::Counter) {
+        self.http.count_rate_limits(counter);
+    }
+
     async fn health_check(&self) -> Result<String, ChatError> {
         let v = self
             .http

@@ -322,6 +322,10 @@ impl Chat for SlackChat {
         }
     }
 
+    fn count_rate_limits(&self, counter: prometheus_client::metrics::counter::Counter) {
+        self.http.count_rate_limits(counter);
+    }
+
     async fn health_check(&self) -> Result<String, ChatError> {
         let v = self
             .call("auth.test", json!({}), "auth.test", Idempotency::Safe)
