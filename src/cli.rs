@@ -222,20 +222,39 @@ async fn start(config: Option<PathBuf>, debug: bool, persona: Persona) -> anyhow
         info!("TELEPORT_PLUGIN_FAIL_FAST is ignored: the plugin reconnects on its own and reports its state on /readyz");
     }
     let chats = build_chats(&cfg)?;
+    // The probes answer while the start waits for its dependencies.
+    let probes = Arc::new(crate::health::Probes::default());
+    let http_stop = tokio_util::sync::CancellationToken::new();
+    let http_addr = app::serve_probes(&cfg, &probes, &http_stop).await?;
     let kube_stop = tokio_util::sync::CancellationToken::new();
-    let k8s = crate::k8s::setup(&cfg, &kube_stop).await?;
-    let routes = k8s.routes;
-    let running = app::launch(&cfg, chats, k8s.extras).await?;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let bring_up = async {
+        let k8s = crate::k8s::setup(&cfg, &kube_stop, &probes.startup).await?;
+        let mut extras = k8s.extras;
+        extras.probes = Some((probes.clone(), http_addr));
+        anyhow::Ok((app::launch(&cfg, chats, extras).await?, k8s.routes))
+    };
+    let (running, routes) = tokio::select! {
+        up = bring_up => up?,
+        _ = &mut signal => {
+            info!("stopped before the plugin was running");
+            kube_stop.cancel();
+            http_stop.cancel();
+            return Ok(());
+        }
+    };
     crate::k8s::start_routes(routes, running.metrics.clone(), kube_stop.clone());
     if running.ready(Duration::from_secs(30)).await {
         info!("Plugin is ready");
     } else {
         warn!("Plugin is not ready yet; it keeps trying to reach Teleport");
     }
-    wait_for_signal().await;
+    signal.await;
     info!(grace = ?cfg.plugin.shutdown_grace, "shutting down");
     running.stop(cfg.plugin.shutdown_grace).await;
     kube_stop.cancel();
+    http_stop.cancel();
     info!("Successfully shut down");
     Ok(())
 }
@@ -304,7 +323,15 @@ async fn check(config: Option<PathBuf>, offline: bool, persona: Persona) -> Exit
 async fn check_online(cfg: &Config) -> Result<(), ()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let publisher = match &cfg.teleport.identity {
-        crate::config::IdentitySource::Secret { .. } => crate::k8s::setup(cfg, &stop).await.map(|s| s.extras.identity),
+        crate::config::IdentitySource::Secret { .. } => {
+            // `start` waits for a Secret that is not there yet; a check
+            // reports what it would wait for.
+            let startup = crate::health::Startup::default();
+            match tokio::time::timeout(Duration::from_secs(10), crate::k8s::setup(cfg, &stop, &startup)).await {
+                Ok(setup) => setup.map(|s| s.extras.identity),
+                Err(_) => Err(anyhow::anyhow!(startup.current().unwrap_or_else(|| "the identity Secret cannot be read".into()))),
+            }
+        }
         _ => app::file_identity(cfg, &stop).map(Some),
     };
     let publisher = match publisher {

@@ -351,6 +351,19 @@ pub enum ClientError {
     ServerTooOld(String),
 }
 
+impl ClientError {
+    /// Whether a later attempt may succeed without a configuration change
+    /// (Auth starting, unreachable or overloaded); a rejected identity or an
+    /// unsupported server is final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connect(e) => e.is_transient(),
+            ClientError::Ping(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted),
+            ClientError::ServerTooOld(_) => false,
+        }
+    }
+}
+
 /// A gRPC status as a sentence with its code.
 pub fn describe_status(s: &Status) -> String {
     let hint = match s.code() {
