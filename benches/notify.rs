@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench notify                  # full run (report below)
 //!     BENCH_SCALE=0.1 cargo bench --bench notify  # a quick, smaller run
+//!     BENCH_ONLY=restart cargo bench --bench notify  # only the restart scenario
 //!
 //! Prints every figure BENCHMARKS.md lists and writes them as JSON to
 //! `target/bench-report.json`.
@@ -245,7 +246,118 @@ fn machine() -> String {
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(run());
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("restart") => {
+            println!("machine: {}", machine());
+            let report = rt.block_on(restart(scale()));
+            println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        }
+        Ok(other) => panic!("BENCH_ONLY={other}: the only scenario that runs alone is `restart`"),
+        Err(_) => rt.block_on(run()),
+    }
+}
+
+/// Like [`wait`] for checks that are expensive (a scan of every recorded
+/// call): four times a second.
+async fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    f()
+}
+
+fn slack_calls(slack: &SlackSim, endpoint: &str) -> usize {
+    slack.calls().iter().filter(|c| c.endpoint == endpoint && c.status == 200).count()
+}
+
+fn stop_plugin(mut plugin: Plugin) {
+    let _ = Command::new("kill").args(["-TERM", &plugin.child.id().to_string()]).status();
+    let _ = plugin.child.wait();
+}
+
+/// Restart with 20,000 requests alive (half resolved, every card current):
+/// the Auth RPCs and chat calls the restarted plugin makes, and the time
+/// from spawning it to "Plugin is ready" and to the end of its catch-up.
+async fn restart(s: f64) -> serde_json::Value {
+    let total = ((20_000.0 * s) as usize).max(100);
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    let slack = SlackSim::start(SlackSimConfig::default().with_channel(SimChannel::new(CHANNEL, "bench"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity");
+    std::fs::write(&identity, sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file).unwrap();
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n\n[http]\nlisten = \"\"\n\n[plugin]\nconcurrency = 64\n[log]\nseverity = \"info\"\n",
+            sim.addr(),
+            identity.display(),
+            slack.base_url()
+        ),
+    )
+    .unwrap();
+
+    // Fill: every request posted, every other one approved and its card updated.
+    let plugin = start_plugin(config.to_str().unwrap());
+    let ids: Vec<String> = (0..total).map(|i| sim.request(&format!("r{i}@example.com"), &["editor"], "restart").id().to_string()).collect();
+    let posted = poll(Duration::from_secs(900), || slack_calls(&slack, "chat.postMessage") >= total).await;
+    assert!(posted, "fill: all posted");
+    for id in ids.iter().step_by(2) {
+        sim.approve(id, "ok");
+    }
+    let resolved = total.div_ceil(2);
+    let updated = poll(Duration::from_secs(900), || slack_calls(&slack, "chat.update") >= resolved).await;
+    assert!(updated, "fill: resolved cards updated");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_plugin(plugin);
+
+    let rpc = |m: &str| sim.calls(m);
+    let before: Vec<u64> = ["GetPluginData", "UpdatePluginData", "ListAccessRequests"].iter().map(|m| rpc(m)).collect();
+    let chat_before = slack.calls().len();
+    let t0 = Instant::now();
+    let plugin = start_plugin(config.to_str().unwrap());
+    let ready = plugin.ready_after;
+    // The catch-up is over when the listing has stopped for 2 s.
+    let mut last = (rpc("ListAccessRequests"), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = rpc("ListAccessRequests");
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.0 > before[2] && last.1.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+    }
+    let caught_up = last.1 - t0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<u64> = ["GetPluginData", "UpdatePluginData", "ListAccessRequests"].iter().map(|m| rpc(m)).collect();
+    let chat_calls = slack.calls().len() - chat_before;
+    stop_plugin(plugin);
+    let report = json!({
+        "requests": total,
+        "resolved": resolved,
+        "start_to_ready_ms": ready.as_secs_f64() * 1e3,
+        "start_to_caught_up_ms": caught_up.as_secs_f64() * 1e3,
+        "rpcs": {
+            "GetPluginData": after[0] - before[0],
+            "UpdatePluginData": after[1] - before[1],
+            "ListAccessRequests": after[2] - before[2],
+        },
+        "chat_calls": chat_calls,
+    });
+    println!(
+        "restart with {total} requests ({resolved} resolved): ready in {:.0} ms, caught up in {:.0} ms; GetPluginData {}, UpdatePluginData {}, ListAccessRequests {}, chat calls {chat_calls}",
+        ready.as_secs_f64() * 1e3,
+        caught_up.as_secs_f64() * 1e3,
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    );
+    report
 }
 
 async fn run() {
@@ -333,6 +445,8 @@ async fn run() {
     let _ = plugin.child.kill();
     let _ = plugin.child.wait();
 
+    let restart = restart(s).await;
+
     let p99 = steady["p99_ms"].as_f64().unwrap_or(f64::NAN);
     let floor_p99 = floor["p99_ms"].as_f64().unwrap_or(f64::NAN);
     let report = json!({
@@ -349,6 +463,7 @@ async fn run() {
         "rss_mib": {"idle": rss_idle, "tracked": rss_tracked},
         "start_to_ready_ms": plugin.ready_after.as_secs_f64() * 1e3,
         "rotation_to_ready_ms": rotation.as_secs_f64() * 1e3,
+        "restart": restart,
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-report.json");
     let _ = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap());

@@ -4,7 +4,8 @@
 //!
 //! A catch-up after a (re)connect reads the chat's plugin data in one call
 //! (not one per request): a listed request whose record leaves nothing to do
-//! is dropped at once, the others start from their record. Records left over
+//! is dropped at once; only the others are queued (and read their record
+//! when they run). Records left over
 //! once the listing is complete belong to requests deleted while the plugin
 //! was stopped or disconnected (their deletion event was never seen); each
 //! one still showing a pending card is confirmed gone and resolved as
@@ -181,16 +182,10 @@ impl Pipeline {
                     if !self.worker.has_work(&snap, raw.as_ref()) {
                         return;
                     }
-                    let id = snap.id().to_string();
-                    self.worker.preload(&id, raw);
                     let Snapshot::Live(r) = snap else { unreachable!("built above") };
-                    if self.offer(sched, r, false) == Offer::Stale {
-                        self.worker.forget_preloaded(&id);
-                    }
-                }
-                None => {
                     self.offer(sched, r, false);
                 }
+                None => self.offer(sched, r, false),
             },
             Feed::Deleted(id) => {
                 if let Some(p) = prefetch.as_mut() {
@@ -243,20 +238,17 @@ impl Pipeline {
                 }
             }
             info!(chat, id = %id, "request was deleted while the plugin was away; resolving it as expired");
-            self.worker.preload(&id, Some(raw));
             sched.offer(snap, false);
             tombstones.push_back((Instant::now(), id));
         }
     }
 
-    fn offer(&self, sched: &mut Scheduler, r: crate::model::AccessRequest, fresh: bool) -> Offer {
+    fn offer(&self, sched: &mut Scheduler, r: crate::model::AccessRequest, fresh: bool) {
         let id = r.id.clone();
         self.worker.seen(&id);
-        let offer = sched.offer(Snapshot::Live(r), fresh);
-        if offer == Offer::Stale {
+        if sched.offer(Snapshot::Live(r), fresh) == Offer::Stale {
             debug!(chat = self.worker.name(), id = %id, "ignoring an older snapshot of the request");
         }
-        offer
     }
 
     async fn load_rules(&self) {

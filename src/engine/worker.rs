@@ -61,8 +61,6 @@ pub struct Worker {
     logins: Mutex<HashMap<String, CachedLogins>>,
     /// Requests already reported as having no recipient.
     unrouted: Mutex<HashSet<String>>,
-    /// Records read in bulk at a catch-up, used (once) instead of a read.
-    preloaded: Mutex<HashMap<String, Raw>>,
 }
 
 fn now_ms() -> u64 {
@@ -104,7 +102,6 @@ impl Worker {
             reviews: Mutex::default(),
             logins: Mutex::default(),
             unrouted: Mutex::default(),
-            preloaded: Mutex::default(),
         }
     }
 
@@ -117,26 +114,17 @@ impl Worker {
         self.first_seen.lock().expect("poisoned").entry(id.to_string()).or_insert_with(Instant::now);
     }
 
-    /// Hands over the record of `id` read in bulk (`None`: there was none),
-    /// so the next run of `id` starts from it without reading it again. A
-    /// record changed since is caught by the compare-and-swap of the first
-    /// write, which re-reads it.
-    pub fn preload(&self, id: &str, raw: Raw) {
-        self.preloaded.lock().expect("poisoned").insert(id.to_string(), raw);
-    }
-
-    /// Drops a preloaded record that will not be used.
-    pub fn forget_preloaded(&self, id: &str) {
-        self.preloaded.lock().expect("poisoned").remove(id);
-    }
-
     /// Every record of this chat's plugin, in one call.
     pub async fn load_all(&self) -> Result<HashMap<String, HashMap<String, String>>, StoreError> {
         self.store.load_all_raw().await
     }
 
     /// Whether `snap` with the stored `raw` record leaves anything to do
-    /// (the planner's answer, no I/O).
+    /// (the planner's answer, no I/O). With a record read earlier the answer
+    /// errs on the side of work: records only progress, so an old one shows
+    /// at least as much left to do as the current one. (An old record is
+    /// never a starting point for the work itself: a run reads the current
+    /// record, since its first step may be a chat call.)
     pub fn has_work(&self, snap: &Snapshot, raw: Option<&HashMap<String, String>>) -> bool {
         let rec = raw.map(|m| Record::from_data(RequestData::decode(m)));
         let uncertain = self.uncertain_of(snap.id());
@@ -153,7 +141,6 @@ impl Worker {
 
     /// Drops what is kept in memory about a request that is gone.
     pub fn forget(&self, id: &str) {
-        self.preloaded.lock().expect("poisoned").remove(id);
         self.first_seen.lock().expect("poisoned").remove(id);
         self.reviews.lock().expect("poisoned").remove(id);
         self.uncertain.lock().expect("poisoned").remove(id);
@@ -176,10 +163,7 @@ impl Worker {
         }
         // For a fresh request the claim's create-if-absent write is the read:
         // if a record exists after all, the write fails and we read it then.
-        let preloaded = self.preloaded.lock().expect("poisoned").remove(&id);
-        let mut raw = if let Some(raw) = preloaded {
-            raw
-        } else if fresh {
+        let mut raw = if fresh {
             None
         } else {
             match self.store.load_raw(&id).await {
