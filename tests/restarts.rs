@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::chats::Sim;
 use common::{Env, eventually};
 use teleport_plugin::app::{Extras, Running, launch};
-use teleport_plugin::chat::Chat;
 use teleport_plugin_sim::access::AccessRequestExt;
-use teleport_plugin_sim::chat::ChatSim;
 
 async fn start(env: &Env, sim: &Sim, instance: &str) -> Running {
     let cfg = env.config(&format!("{}[plugin]\ninstance_id = \"{instance}\"\n", sim.section()));
