@@ -26,11 +26,16 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --no-default-features -p teleport-plugin --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --no-default-features -p teleport-plugin --bin teleport-plugin \
-    && cp target/release/teleport-plugin /teleport-plugin
+    && mkdir -p /out/bin \
+    && cp target/release/teleport-plugin /out/bin/teleport-plugin \
+    && for chat in slack discord mattermost; do ln -s teleport-plugin /out/bin/teleport-$chat; done
 
 # glibc and libgcc, CA certificates, no shell; runs as nonroot (65532).
+# The official command names (teleport-slack, teleport-discord,
+# teleport-mattermost) are symlinks made in the builder: distroless cannot
+# run `ln`. Run under one of them, the binary acts as that plugin.
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=builder /teleport-plugin /usr/local/bin/teleport-plugin
+COPY --from=builder /out/bin/ /usr/local/bin/
 USER nonroot:nonroot
 EXPOSE 8081
 # As the official images: the binary is the entrypoint, so `docker run IMAGE

@@ -3,7 +3,7 @@
 //!
 //!     cargo bench --bench notify                  # full run (report below)
 //!     BENCH_SCALE=0.1 cargo bench --bench notify  # a quick, smaller run
-//!     BENCH_ONLY=rate_limits cargo bench --bench notify  # one part: `throughput` or `rate_limits`
+//!     BENCH_ONLY=rate_limits cargo bench --bench notify  # one part: `throughput`, `rate_limits` or `restart`
 //!
 //! Prints every figure BENCHMARKS.md lists and writes them as JSON to
 //! `target/bench-report.json` (`target/bench-report-<part>.json` for one part).
@@ -249,6 +249,109 @@ fn main() {
     rt.block_on(run());
 }
 
+/// Like [`wait`] for checks that are expensive (a scan of every recorded
+/// call): four times a second.
+async fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    f()
+}
+
+fn slack_calls(slack: &SlackSim, endpoint: &str) -> usize {
+    slack.calls().iter().filter(|c| c.endpoint == endpoint && c.status == 200).count()
+}
+
+fn stop_plugin(mut plugin: Plugin) {
+    let _ = Command::new("kill").args(["-TERM", &plugin.child.id().to_string()]).status();
+    let _ = plugin.child.wait();
+}
+
+/// Restart with 20,000 requests alive (half resolved, every card current):
+/// the Auth RPCs and chat calls the restarted plugin makes, and the time
+/// from spawning it to "Plugin is ready" and to the end of its catch-up.
+async fn restart(s: f64) -> serde_json::Value {
+    let total = ((20_000.0 * s) as usize).max(100);
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    let slack = SlackSim::start(SlackSimConfig::default().with_channel(SimChannel::new(CHANNEL, "bench"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity");
+    std::fs::write(&identity, sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file).unwrap();
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n\n[http]\nlisten = \"\"\n\n[plugin]\nconcurrency = 64\n[log]\nseverity = \"info\"\n",
+            sim.addr(),
+            identity.display(),
+            slack.base_url()
+        ),
+    )
+    .unwrap();
+
+    // Fill: every request posted, every other one approved and its card updated.
+    let plugin = start_plugin(config.to_str().unwrap());
+    let ids: Vec<String> = (0..total).map(|i| sim.request(&format!("r{i}@example.com"), &["editor"], "restart").id().to_string()).collect();
+    let posted = poll(Duration::from_secs(900), || slack_calls(&slack, "chat.postMessage") >= total).await;
+    assert!(posted, "fill: all posted");
+    for id in ids.iter().step_by(2) {
+        sim.approve(id, "ok");
+    }
+    let resolved = total.div_ceil(2);
+    let updated = poll(Duration::from_secs(900), || slack_calls(&slack, "chat.update") >= resolved).await;
+    assert!(updated, "fill: resolved cards updated");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_plugin(plugin);
+
+    let rpc = |m: &str| sim.calls(m);
+    let before: Vec<u64> = ["GetPluginData", "UpdatePluginData", "ListAccessRequests"].iter().map(|m| rpc(m)).collect();
+    let chat_before = slack.calls().len();
+    let t0 = Instant::now();
+    let plugin = start_plugin(config.to_str().unwrap());
+    let ready = plugin.ready_after;
+    // The catch-up is over when the listing has stopped for 2 s.
+    let mut last = (rpc("ListAccessRequests"), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = rpc("ListAccessRequests");
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.0 > before[2] && last.1.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+    }
+    let caught_up = last.1 - t0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<u64> = ["GetPluginData", "UpdatePluginData", "ListAccessRequests"].iter().map(|m| rpc(m)).collect();
+    let chat_calls = slack.calls().len() - chat_before;
+    stop_plugin(plugin);
+    let report = json!({
+        "requests": total,
+        "resolved": resolved,
+        "start_to_ready_ms": ready.as_secs_f64() * 1e3,
+        "start_to_caught_up_ms": caught_up.as_secs_f64() * 1e3,
+        "rpcs": {
+            "GetPluginData": after[0] - before[0],
+            "UpdatePluginData": after[1] - before[1],
+            "ListAccessRequests": after[2] - before[2],
+        },
+        "chat_calls": chat_calls,
+    });
+    println!(
+        "restart with {total} requests ({resolved} resolved): ready in {:.0} ms, caught up in {:.0} ms; GetPluginData {}, UpdatePluginData {}, ListAccessRequests {}, chat calls {chat_calls}",
+        ready.as_secs_f64() * 1e3,
+        caught_up.as_secs_f64() * 1e3,
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    );
+    report
+}
+
 async fn run() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let (report, name) = match only.as_str() {
@@ -259,7 +362,8 @@ async fn run() {
         }
         "throughput" => (throughput().await, "bench-report-throughput.json".into()),
         "rate_limits" => (json!({"machine": machine(), "rate_limits": rate_limits().await}), "bench-report-rate_limits.json".into()),
-        other => panic!("BENCH_ONLY={other:?}: use throughput or rate_limits"),
+        "restart" => (json!({"machine": machine(), "restart": restart(scale()).await}), "bench-report-restart.json".into()),
+        other => panic!("BENCH_ONLY={other:?}: use throughput, rate_limits or restart"),
     };
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(name);
     let _ = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap());
@@ -492,6 +596,8 @@ async fn throughput() -> serde_json::Value {
     let _ = plugin.child.kill();
     let _ = plugin.child.wait();
 
+    let restart = restart(s).await;
+
     let p99 = steady["p99_ms"].as_f64().unwrap_or(f64::NAN);
     let floor_p99 = floor["p99_ms"].as_f64().unwrap_or(f64::NAN);
     let report = json!({
@@ -508,6 +614,7 @@ async fn throughput() -> serde_json::Value {
         "rss_mib": {"idle": rss_idle, "tracked": rss_tracked},
         "start_to_ready_ms": plugin.ready_after.as_secs_f64() * 1e3,
         "rotation_to_ready_ms": rotation.as_secs_f64() * 1e3,
+        "restart": restart,
     });
     report
 }

@@ -9,16 +9,14 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{Health, Report};
+use crate::health::{Probes, Report};
 
 #[derive(Clone)]
 struct AppState {
-    health: Arc<Health>,
-    registry: Arc<Registry>,
+    probes: Arc<Probes>,
 }
 
 fn answer(r: Report) -> impl IntoResponse {
@@ -27,27 +25,21 @@ fn answer(r: Report) -> impl IntoResponse {
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
-    answer(s.health.live())
+    answer(s.probes.live())
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    answer(s.health.ready())
+    answer(s.probes.ready())
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        crate::metrics::encode(&s.registry),
-    )
+    // Before the plugin runs there are no metrics yet: an empty exposition.
+    let body = s.probes.registry().map(|r| crate::metrics::encode(&r)).unwrap_or_else(|| "# EOF\n".into());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 
 /// Binds `addr` and serves until `stop`. Returns the bound address.
-pub async fn serve(
-    addr: &str,
-    health: Arc<Health>,
-    registry: Arc<Registry>,
-    stop: CancellationToken,
-) -> std::io::Result<SocketAddr> {
+pub async fn serve(addr: &str, probes: Arc<Probes>, stop: CancellationToken) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("http.listen {addr}: {e}")))?;
@@ -56,7 +48,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(AppState { health, registry });
+        .with_state(AppState { probes });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
     });

@@ -1,7 +1,8 @@
 //! Wiring for `start`: identity → Teleport connection → event stream →
 //! one pipeline per chat, plus the observable state the HTTP endpoints and
-//! tests read. Everything fails fast on bad configuration and then runs
-//! until told to stop.
+//! tests read. A bad configuration fails the start at once; a dependency
+//! that is not up yet (a chat API, Auth) is waited for, with backoff, and
+//! reported on `/readyz`. Then it runs until told to stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::config::{Config, IdentitySource};
 use crate::engine::pipeline::Pipeline;
 use crate::health::PipelineStatus;
 use crate::engine::plan::Me;
-use crate::health::Health;
+use crate::health::{Health, Probes, Startup};
 use crate::engine::route::{ExtraRoutes, Router};
 use crate::engine::worker::{Worker, WorkerConfig};
 use crate::identity::publish::{IdentityPublisher, IdentityStatus};
@@ -55,6 +56,24 @@ pub struct Extras {
     /// How to reach Auth, instead of the path chosen from `teleport.addr`
     /// and `teleport.connection`.
     pub dialer: Option<Arc<dyn Dialer>>,
+    /// Probes already served by the caller (bound before the start waited
+    /// for its dependencies), with their address; otherwise `launch` serves
+    /// them on `http.listen` itself.
+    pub probes: Option<(Arc<Probes>, Option<std::net::SocketAddr>)>,
+}
+
+/// Retry delays while a dependency is not up: 250 ms doubling to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(250))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Loads the configured identity files and follows them when asked to.
@@ -71,22 +90,69 @@ pub fn file_identity(cfg: &Config, stop: &CancellationToken) -> Result<Arc<Ident
     Ok(publisher)
 }
 
-/// Checks each chat's token; the first failure stops the start.
-pub async fn check_chats(chats: &[Arc<dyn Chat>]) -> Result<()> {
+/// Checks each chat's token. A chat API that cannot be reached (or
+/// answers 5xx, or rate-limits) is waited for; a refused token stops the
+/// start.
+pub async fn check_chats(chats: &[Arc<dyn Chat>], startup: &Startup) -> Result<()> {
     for chat in chats {
-        match chat.health_check().await {
-            Ok(who) => info!(chat = chat.name(), bot = %who, "chat API health check passed"),
-            Err(e) => bail!("{} API health check failed: {e}", chat.name()),
+        let what = format!("the {} API", chat.name());
+        let mut backoff = Backoff::new();
+        loop {
+            match chat.health_check().await {
+                Ok(who) => {
+                    startup.arrived(&what);
+                    info!(chat = chat.name(), bot = %who, "chat API health check passed");
+                    break;
+                }
+                Err(e) if e.is_transient() => {
+                    startup.waiting(&what, &e.to_string());
+                    backoff.wait().await;
+                }
+                Err(e) => bail!("{} API health check failed: {e}", chat.name()),
+            }
         }
     }
     Ok(())
 }
 
+/// Connects to Auth, waiting while it is unreachable; an identity it
+/// refuses, or a server too old, stops the start.
+async fn connect(
+    dialer: Arc<dyn Dialer>,
+    publisher: &IdentityPublisher,
+    startup: &Startup,
+) -> Result<(TeleportClient, ClusterInfo)> {
+    let what = format!("Teleport Auth ({})", dialer.describe());
+    let mut backoff = Backoff::new();
+    loop {
+        // The identity may rotate while we wait: always the current one.
+        match TeleportClient::connect(dialer.clone(), publisher.current(), ChannelOptions::default()).await {
+            Ok(done) => {
+                startup.arrived(&what);
+                return Ok(done);
+            }
+            Err(e) if e.is_transient() => {
+                startup.waiting(&what, &e.to_string());
+                backoff.wait().await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Starts everything. `chats[i]` is the client for `cfg.chats[i]`; their
 /// tokens are checked first, and any failure stops the start.
 pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> Result<Running> {
-    check_chats(&chats).await?;
     let shutdown = CancellationToken::new();
+    let (probes, http_addr) = match extras.probes {
+        Some(served) => served,
+        None => {
+            let probes = Arc::new(Probes::default());
+            let addr = serve_probes(cfg, &probes, &shutdown).await?;
+            (probes, addr)
+        }
+    };
+    check_chats(&chats, &probes.startup).await?;
     let publisher = match extras.identity {
         Some(p) => p,
         None => file_identity(cfg, &shutdown)?,
@@ -98,7 +164,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     let identity = publisher.current();
     info!(user = %identity.username, fingerprint = %identity.fingerprint,
         not_after = %humantime::format_rfc3339_seconds(identity.not_after), "identity loaded");
-    let (client, cluster) = TeleportClient::connect(dialer, identity, ChannelOptions::default()).await?;
+    let (client, cluster) = connect(dialer, &publisher, &probes.startup).await?;
     let client = Arc::new(client);
     let path = client.path();
     info!(cluster = %cluster.cluster_name, version = %cluster.server_version, path = %path, "connected to Teleport");
@@ -172,14 +238,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
         stall_after: Duration::from_secs(60),
     });
     let registry = Arc::new(registry);
-    let http_addr = match &cfg.http.listen {
-        Some(addr) => {
-            let bound = crate::admin::serve(addr, health.clone(), registry.clone(), shutdown.clone()).await?;
-            info!(addr = %bound, "serving /healthz, /readyz and /metrics");
-            Some(bound)
-        }
-        None => None,
-    };
+    probes.set_running(health.clone(), registry.clone());
 
     Ok(Running {
         health,
@@ -197,6 +256,19 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
         pipeline_tasks,
         background,
     })
+}
+
+/// Serves /healthz, /readyz and /metrics on `http.listen` (when set) until
+/// `stop`; returns the bound address.
+pub async fn serve_probes(
+    cfg: &Config,
+    probes: &Arc<Probes>,
+    stop: &CancellationToken,
+) -> Result<Option<std::net::SocketAddr>> {
+    let Some(addr) = &cfg.http.listen else { return Ok(None) };
+    let bound = crate::admin::serve(addr, probes.clone(), stop.clone()).await?;
+    info!(addr = %bound, "serving /healthz, /readyz and /metrics");
+    Ok(Some(bound))
 }
 
 /// Keeps the gauges that mirror other components' state current.

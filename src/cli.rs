@@ -1,11 +1,16 @@
 //! Command line: `start`, `check`, `configure`, `version`, `demo`.
+//!
+//! Run as `teleport-slack`, `teleport-discord` or `teleport-mattermost`
+//! (a symlink or copy, the official plugins' command names), the binary acts
+//! as that plugin: its name in `version` and `--help`, its example for
+//! `configure`, its file as the default configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
 use crate::app;
@@ -49,8 +54,10 @@ pub enum Cmd {
     },
     /// Print a commented example configuration.
     Configure {
-        #[arg(value_enum, default_value_t = ChatKind::Slack)]
-        chat: ChatKind,
+        /// Which chat (default: slack; the binary's own chat when run as
+        /// teleport-slack, teleport-discord or teleport-mattermost).
+        #[arg(value_enum)]
+        chat: Option<ChatKind>,
     },
     /// Print the version.
     Version,
@@ -67,17 +74,90 @@ pub enum Cmd {
     },
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChatKind {
     Slack,
     Discord,
     Mattermost,
 }
 
-pub async fn run(cli: Cli) -> ExitCode {
+impl ChatKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChatKind::Slack => "slack",
+            ChatKind::Discord => "discord",
+            ChatKind::Mattermost => "mattermost",
+        }
+    }
+}
+
+/// Which plugin the binary is run as, from the name it was invoked by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Persona(pub Option<ChatKind>);
+
+impl Persona {
+    /// From argv\[0\]: its file name `teleport-slack`, `teleport-discord` or
+    /// `teleport-mattermost` (an `.exe` suffix allowed) selects that chat;
+    /// any other name is the multi-chat `teleport-plugin`.
+    pub fn from_argv0(argv0: Option<&std::ffi::OsStr>) -> Self {
+        let stem = argv0.map(Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
+        let stem = stem.strip_suffix(".exe").unwrap_or(stem);
+        Persona(match stem {
+            "teleport-slack" => Some(ChatKind::Slack),
+            "teleport-discord" => Some(ChatKind::Discord),
+            "teleport-mattermost" => Some(ChatKind::Mattermost),
+            _ => None,
+        })
+    }
+
+    /// The command name shown in `version` and `--help`.
+    pub fn command_name(self) -> &'static str {
+        match self.0 {
+            Some(ChatKind::Slack) => "teleport-slack",
+            Some(ChatKind::Discord) => "teleport-discord",
+            Some(ChatKind::Mattermost) => "teleport-mattermost",
+            None => "teleport-plugin",
+        }
+    }
+
+    fn chat(self) -> Option<&'static str> {
+        self.0.map(ChatKind::name)
+    }
+}
+
+impl Cli {
+    /// Parses the process arguments for `persona` (names and defaults in
+    /// `--help` follow it); exits with clap's message on bad arguments.
+    pub fn parse_as(persona: Persona) -> Self {
+        let name = persona.command_name();
+        let mut cmd = Cli::command().name(name).bin_name(name);
+        if let Some(chat) = persona.chat() {
+            let default = format!("Configuration file (TOML, or YAML with a .yaml/.yml extension). Default: /etc/teleport-{chat}.toml.");
+            cmd = cmd
+                .about(format!("Posts Teleport Access Requests to {} and keeps the messages current", chat_title(chat)))
+                .mut_subcommand("start", |c| c.mut_arg("config", |a| a.help(default.clone())))
+                .mut_subcommand("check", |c| c.mut_arg("config", |a| a.help(default.clone())))
+                .mut_subcommand("configure", |c| {
+                    c.mut_arg("chat", |a| a.help(format!("Which chat (default: {chat}).")))
+                });
+        }
+        let matches = cmd.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+fn chat_title(chat: &str) -> &'static str {
+    match chat {
+        "slack" => "Slack",
+        "discord" => "Discord",
+        _ => "Mattermost",
+    }
+}
+
+pub async fn run(cli: Cli, persona: Persona) -> ExitCode {
     match cli.cmd {
         Cmd::Version => {
-            println!("teleport-plugin v{}", env!("CARGO_PKG_VERSION"));
+            println!("{} v{}", persona.command_name(), env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Cmd::Crdgen => {
@@ -85,23 +165,23 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Configure { chat } => {
-            let name = match chat {
-                ChatKind::Slack => "slack",
-                ChatKind::Discord => "discord",
-                ChatKind::Mattermost => "mattermost",
-            };
+            let name = chat.map(ChatKind::name).or(persona.chat()).unwrap_or("slack");
             print!("{}", config::example(name).expect("every chat has an example"));
             ExitCode::SUCCESS
         }
-        Cmd::Start { config, debug } => match start(config, debug).await {
+        Cmd::Start { config, debug } => match start(config, debug, persona).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
+                // Once: in the log when it goes to the console, else on
+                // stderr (the log may be a file, or not set up yet).
                 error!("Terminating with fatal error: {e:#}");
-                eprintln!("teleport-plugin: {e:#}");
+                if !crate::logging::logs_to_console() {
+                    eprintln!("{}: {e:#}", persona.command_name());
+                }
                 ExitCode::FAILURE
             }
         },
-        Cmd::Check { config, offline } => check(config, offline).await,
+        Cmd::Check { config, offline } => check(config, offline, persona).await,
         #[cfg(feature = "demo")]
         Cmd::Demo { pace } => match config::parse_duration(&pace) {
             Ok(pace) => match crate::demo::run(pace).await {
@@ -119,10 +199,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn config_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
+fn config_path(given: Option<PathBuf>, persona: Persona) -> Result<PathBuf, String> {
     match given {
         Some(p) => Ok(p),
-        None => config::default_path(),
+        None => config::default_path(persona.chat()),
     }
 }
 
@@ -130,8 +210,8 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-async fn start(config: Option<PathBuf>, debug: bool) -> anyhow::Result<()> {
-    let path = config_path(config).map_err(anyhow::Error::msg)?;
+async fn start(config: Option<PathBuf>, debug: bool, persona: Persona) -> anyhow::Result<()> {
+    let path = config_path(config, persona).map_err(anyhow::Error::msg)?;
     let cfg = load(&path)?;
     crate::logging::init(&cfg.log, debug).map_err(anyhow::Error::msg)?;
     info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "Starting Teleport Access plugin");
@@ -142,20 +222,39 @@ async fn start(config: Option<PathBuf>, debug: bool) -> anyhow::Result<()> {
         info!("TELEPORT_PLUGIN_FAIL_FAST is ignored: the plugin reconnects on its own and reports its state on /readyz");
     }
     let chats = build_chats(&cfg)?;
+    // The probes answer while the start waits for its dependencies.
+    let probes = Arc::new(crate::health::Probes::default());
+    let http_stop = tokio_util::sync::CancellationToken::new();
+    let http_addr = app::serve_probes(&cfg, &probes, &http_stop).await?;
     let kube_stop = tokio_util::sync::CancellationToken::new();
-    let k8s = crate::k8s::setup(&cfg, &kube_stop).await?;
-    let routes = k8s.routes;
-    let running = app::launch(&cfg, chats, k8s.extras).await?;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let bring_up = async {
+        let k8s = crate::k8s::setup(&cfg, &kube_stop, &probes.startup).await?;
+        let mut extras = k8s.extras;
+        extras.probes = Some((probes.clone(), http_addr));
+        anyhow::Ok((app::launch(&cfg, chats, extras).await?, k8s.routes))
+    };
+    let (running, routes) = tokio::select! {
+        up = bring_up => up?,
+        _ = &mut signal => {
+            info!("stopped before the plugin was running");
+            kube_stop.cancel();
+            http_stop.cancel();
+            return Ok(());
+        }
+    };
     crate::k8s::start_routes(routes, running.metrics.clone(), kube_stop.clone());
     if running.ready(Duration::from_secs(30)).await {
         info!("Plugin is ready");
     } else {
         warn!("Plugin is not ready yet; it keeps trying to reach Teleport");
     }
-    wait_for_signal().await;
+    signal.await;
     info!(grace = ?cfg.plugin.shutdown_grace, "shutting down");
     running.stop(cfg.plugin.shutdown_grace).await;
     kube_stop.cancel();
+    http_stop.cancel();
     info!("Successfully shut down");
     Ok(())
 }
@@ -186,8 +285,8 @@ fn line(ok: bool, what: &str, detail: impl std::fmt::Display) {
     println!("  {} {what}: {detail}", if ok { "✔" } else { "✘" });
 }
 
-async fn check(config: Option<PathBuf>, offline: bool) -> ExitCode {
-    let path = match config_path(config) {
+async fn check(config: Option<PathBuf>, offline: bool, persona: Persona) -> ExitCode {
+    let path = match config_path(config, persona) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -224,7 +323,15 @@ async fn check(config: Option<PathBuf>, offline: bool) -> ExitCode {
 async fn check_online(cfg: &Config) -> Result<(), ()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let publisher = match &cfg.teleport.identity {
-        crate::config::IdentitySource::Secret { .. } => crate::k8s::setup(cfg, &stop).await.map(|s| s.extras.identity),
+        crate::config::IdentitySource::Secret { .. } => {
+            // `start` waits for a Secret that is not there yet; a check
+            // reports what it would wait for.
+            let startup = crate::health::Startup::default();
+            match tokio::time::timeout(Duration::from_secs(10), crate::k8s::setup(cfg, &stop, &startup)).await {
+                Ok(setup) => setup.map(|s| s.extras.identity),
+                Err(_) => Err(anyhow::anyhow!(startup.current().unwrap_or_else(|| "the identity Secret cannot be read".into()))),
+            }
+        }
         _ => app::file_identity(cfg, &stop).map(Some),
     };
     let publisher = match publisher {

@@ -8,11 +8,13 @@
 //!   "degraded" without failing readiness while the old one still works.
 
 use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+use tracing::{info, warn};
 
 use crate::identity::publish::IdentityStatus;
 use crate::teleport::StreamState;
@@ -146,5 +148,85 @@ impl Health {
             }
         }
         Report { ok, lines }
+    }
+}
+
+/// What the start is waiting for (the identity Secret, Auth, a chat API),
+/// published while dependencies come up. A new wait is logged once; retries
+/// for the same dependency are not, whatever their error (`/readyz` shows
+/// the latest).
+#[derive(Debug)]
+pub struct Startup {
+    tx: watch::Sender<Option<(String, String)>>,
+}
+
+impl Default for Startup {
+    fn default() -> Self {
+        Self { tx: watch::channel(None).0 }
+    }
+}
+
+impl Startup {
+    /// Reports that the start waits for `what` because of `why`.
+    pub fn waiting(&self, what: &str, why: &str) {
+        let mut new_wait = false;
+        self.tx.send_modify(|cur| {
+            new_wait = cur.as_ref().is_none_or(|(w, _)| w != what);
+            *cur = Some((what.to_string(), why.to_string()));
+        });
+        if new_wait {
+            warn!("waiting for {what}: {why}; retrying");
+        }
+    }
+
+    /// Reports that `what` is there; logs only after a wait for it.
+    pub fn arrived(&self, what: &str) {
+        if self.tx.send_if_modified(|cur| cur.take().is_some()) {
+            info!("{what} is available");
+        }
+    }
+
+    /// "waiting for WHAT: WHY", while waiting.
+    pub fn current(&self) -> Option<String> {
+        self.tx.borrow().as_ref().map(|(what, why)| format!("waiting for {what}: {why}"))
+    }
+}
+
+/// What /healthz, /readyz and /metrics answer from: the start's progress
+/// until the plugin runs, then the running plugin's [`Health`].
+#[derive(Default)]
+pub struct Probes {
+    pub startup: Arc<Startup>,
+    running: OnceLock<(Arc<Health>, Arc<Registry>)>,
+}
+
+impl Probes {
+    /// The plugin is running: answer from its state from now on.
+    pub fn set_running(&self, health: Arc<Health>, registry: Arc<Registry>) {
+        let _ = self.running.set((health, registry));
+    }
+
+    pub fn live(&self) -> Report {
+        match self.running.get() {
+            Some((h, _)) => h.live(),
+            // Waiting for a dependency is not a liveness failure: a restart
+            // would only wait again.
+            None => Report { ok: true, lines: vec!["[+] starting".into()] },
+        }
+    }
+
+    pub fn ready(&self) -> Report {
+        match self.running.get() {
+            Some((h, _)) => h.ready(),
+            None => {
+                let why = self.startup.current().unwrap_or_else(|| "starting".into());
+                Report { ok: false, lines: vec![format!("[-] {why}")] }
+            }
+        }
+    }
+
+    /// The metrics registry once the plugin runs.
+    pub fn registry(&self) -> Option<Arc<Registry>> {
+        self.running.get().map(|(_, r)| r.clone())
     }
 }

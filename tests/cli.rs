@@ -209,3 +209,75 @@ async fn sigterm_exits_cleanly_and_secrets_never_reach_the_logs() {
     // Lines about a request carry its id.
     assert!(err.lines().any(|l| l.contains(&ids[0]) && l.contains("request")), "request id in logs");
 }
+
+/// The binary under another name (a symlink, as `ln -s` in an image or a
+/// package would make), in a temporary directory.
+fn linked(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::os::unix::fs::symlink(BIN, &path).unwrap();
+    path
+}
+
+fn run_at(bin: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin).args(args).output().expect("binary runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Run as `teleport-slack`, `teleport-discord` or `teleport-mattermost` the
+/// binary is that plugin: its name, its example, its default file.
+#[test]
+fn official_command_names_select_the_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    for chat in ["slack", "discord", "mattermost"] {
+        let name = format!("teleport-{chat}");
+        let bin = linked(dir.path(), &name);
+        let (code, out, _) = run_at(&bin, &["version"]);
+        assert_eq!(code, 0);
+        assert_eq!(out, format!("{name} v{}\n", env!("CARGO_PKG_VERSION")));
+        let (code, out, _) = run_at(&bin, &["configure"]);
+        assert_eq!(code, 0);
+        assert_eq!(out, teleport_plugin::config::example(chat).unwrap(), "{name} configure");
+        // An explicit chat still wins.
+        let (_, out, _) = run_at(&bin, &["configure", "slack"]);
+        assert_eq!(out, teleport_plugin::config::example("slack").unwrap());
+        let (code, out, _) = run_at(&bin, &["start", "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains(&format!("Usage: {name} start")) && out.contains(&format!("/etc/{name}.toml")), "{out}");
+        if !std::path::Path::new(&format!("/etc/{name}.toml")).exists() {
+            let (code, _, err) = run_at(&bin, &["start"]);
+            assert_eq!(code, 1);
+            assert!(err.contains(&format!("the default file /etc/{name}.toml does not exist")), "{err}");
+            let other = if chat == "slack" { "discord" } else { "slack" };
+            assert!(!err.contains(&format!("teleport-{other}.toml")), "only this chat's file is the default: {err}");
+        }
+    }
+    // A copy under the official name works the same; any other name is the
+    // multi-chat binary.
+    let copy = dir.path().join("teleport-discord-copy").with_file_name("teleport-discord.exe");
+    std::fs::copy(BIN, &copy).unwrap();
+    assert_eq!(run_at(&copy, &["version"]).1, format!("teleport-discord v{}\n", env!("CARGO_PKG_VERSION")));
+    let other = linked(dir.path(), "access-bot");
+    assert!(run_at(&other, &["version"]).1.starts_with("teleport-plugin v"));
+    assert_eq!(run_at(&other, &["configure"]).1, teleport_plugin::config::example("slack").unwrap());
+}
+
+/// Redirected output (every pod) carries no ANSI escape codes, and a fatal
+/// error appears once, not as a log line plus a second plain copy.
+#[tokio::test]
+async fn redirected_logs_are_plain_and_a_fatal_error_is_printed_once() {
+    let env = Env::new().await;
+    std::fs::write(&env.identity_path, "-----BEGIN RSA PRIVATE KEY-----\nnot base64!\n").unwrap();
+    let path = write(&env, "c.toml", &env.config_text("[console]\n[role_to_recipients]\n\"*\" = \"#a\"\n"));
+    let (code, out, err) = run_async(vec!["start".into(), "--config".into(), path]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains('\u{1b}') && !out.contains('\u{1b}'), "ANSI escapes in redirected output:\n{err:?}");
+    let fatal: Vec<&str> = err.lines().chain(out.lines()).filter(|l| l.contains("malformed PEM")).collect();
+    assert_eq!(fatal.len(), 1, "the fatal error once:\n{err}");
+    assert!(fatal[0].contains("ERROR") && fatal[0].contains("Terminating with fatal error"), "{err}");
+
+    // Before the log is set up (no configuration), the error is on stderr once.
+    let needle = env.dir.path().join("no-such.toml").display().to_string();
+    let (code, _, err) = run_async(vec!["start".into(), "--config".into(), needle.clone()]).await;
+    assert_eq!(code, 1);
+    assert_eq!(err.matches(&needle).count(), 1, "{err}");
+}

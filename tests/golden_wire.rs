@@ -426,6 +426,25 @@ fn list_requests_page_fields() {
     w.uint(4, 500).str(5, "k");
     assert_eq!(req.encode_to_vec(), w.0);
 
+    // The catch-up's bulk plugin-data read names no resource (field 2 absent).
+    let all = types::PluginDataFilter { kind: "access_request".into(), resource: String::new(), plugin: "slack".into() };
+    let mut w = W::default();
+    w.str(1, "access_request").str(3, "slack");
+    assert_eq!(all.encode_to_vec(), w.0);
+
+    // The look-up by id that confirms a request is gone.
+    let by_id = proto::ListAccessRequestsRequest {
+        filter: Some(types::AccessRequestFilter { id: "req-1".into(), ..Default::default() }),
+        limit: 1,
+        ..Default::default()
+    };
+    let mut w = W::default();
+    w.msg(1, |f| {
+        f.str(1, "req-1");
+    });
+    w.uint(4, 1);
+    assert_eq!(by_id.encode_to_vec(), w.0);
+
     let mut w = W::default();
     w.bytes(1, &access_request_bytes()).str(2, "next");
     let resp = proto::ListAccessRequestsResponse::decode(&w.0[..]).unwrap();

@@ -686,18 +686,19 @@ impl auth_srv::AuthService for Service {
         let f = req.into_inner();
         let s = self.0.store.lock().expect("poisoned");
         let mut out = Vec::new();
+        // As Auth: an empty resource reads every record of the kind (records
+        // of deleted requests included: plugin data outlives its request);
+        // a set plugin keeps the records that have an entry for it, and each
+        // record comes whole, every plugin's entry in it.
         for ((kind, resource), entries) in &s.plugin_data {
             if *kind != f.kind || (!f.resource.is_empty() && *resource != f.resource) {
                 continue;
             }
-            let entries: HashMap<String, types::PluginDataEntry> = entries
-                .iter()
-                .filter(|(p, _)| f.plugin.is_empty() || **p == f.plugin)
-                .map(|(p, d)| (p.clone(), types::PluginDataEntry { data: d.clone() }))
-                .collect();
-            if entries.is_empty() {
+            if entries.is_empty() || (!f.plugin.is_empty() && !entries.contains_key(&f.plugin)) {
                 continue;
             }
+            let entries: HashMap<String, types::PluginDataEntry> =
+                entries.iter().map(|(p, d)| (p.clone(), types::PluginDataEntry { data: d.clone() })).collect();
             out.push(types::PluginDataV3 {
                 kind: "plugin_data".into(),
                 sub_kind: kind.clone(),
@@ -722,6 +723,10 @@ impl auth_srv::AuthService for Service {
         self.0.enter("ListAccessRequests").await?;
         let r = req.into_inner();
         let filter = r.filter.unwrap_or_default();
+        // Auth's default page is 1000 requests, its largest 16,000.
+        if r.limit > 16_000 {
+            return Err(Status::invalid_argument(format!("page size of {} is too large", r.limit)));
+        }
         let limit = if r.limit <= 0 { 1000 } else { r.limit as usize };
         let s = self.0.store.lock().expect("poisoned");
         // Start keys are inclusive: the next key is the first item of the next page.

@@ -204,8 +204,17 @@ impl Config {
     }
 }
 
-/// The first default config path that exists, or an error listing them.
-pub fn default_path() -> Result<PathBuf, String> {
+/// The default config path: for one chat (the binary run as
+/// `teleport-slack`, ...) that chat's file, otherwise the first of
+/// [`DEFAULT_PATHS`] that exists; an error names what was looked for.
+pub fn default_path(chat: Option<&str>) -> Result<PathBuf, String> {
+    if let Some(chat) = chat {
+        let path = PathBuf::from(format!("/etc/teleport-{chat}.toml"));
+        if path.exists() {
+            return Ok(path);
+        }
+        return Err(format!("no --config given and the default file {} does not exist; pass --config PATH", path.display()));
+    }
     DEFAULT_PATHS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
         format!("no --config given and none of the default files exist ({}); pass --config PATH", DEFAULT_PATHS.join(", "))
     })

@@ -1,8 +1,18 @@
 //! One chat's pipeline: takes the watcher's feed, keeps the Access Monitoring
 //! Rule cache current, and runs requests through the [`Worker`] with bounded
 //! parallelism, one worker per request at a time, retrying with backoff.
+//!
+//! A catch-up after a (re)connect reads the chat's plugin data in one call
+//! (not one per request): a listed request whose record leaves nothing to do
+//! is dropped at once; only the others are queued (and read their record
+//! when they run). Records left over
+//! once the listing is complete belong to requests deleted while the plugin
+//! was stopped or disconnected (their deletion event was never seen); each
+//! one still showing a pending card is confirmed gone and resolved as
+//! expired, through the same claim as a live deletion, so one replica
+//! updates its cards once.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +33,11 @@ use crate::teleport::{Feed, TeleportClient};
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 /// The loop wakes at least this often, so its heartbeat shows it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Records read in bulk at the start of a catch-up, not yet matched to a
+/// listed request; `None` outside a catch-up (or when the bulk read failed:
+/// requests then read their own record).
+type Prefetch = Option<HashMap<String, HashMap<String, String>>>;
 
 pub struct Pipeline {
     worker: Arc<Worker>,
@@ -65,6 +80,7 @@ impl Pipeline {
         let mut running = 0usize;
         let mut draining = false;
         let mut tombstones: VecDeque<(Instant, String)> = VecDeque::new();
+        let mut prefetch: Prefetch = None;
         loop {
             while !draining && running < self.concurrency {
                 let Some(job) = sched.pop() else { break };
@@ -89,7 +105,7 @@ impl Pipeline {
                     sched.complete(&id, outcome);
                 }
                 feed = input.recv(), if !draining => match feed {
-                    Some(feed) => self.on_feed(feed, &mut sched, &mut tombstones).await,
+                    Some(feed) => self.on_feed(feed, &mut sched, &mut tombstones, &mut prefetch).await,
                     None => draining = true,
                 },
                 _ = sched.timers_fired(), if !draining => {}
@@ -117,10 +133,26 @@ impl Pipeline {
         });
     }
 
-    async fn on_feed(&self, feed: Feed, sched: &mut Scheduler, tombstones: &mut VecDeque<(Instant, String)>) {
+    async fn on_feed(
+        &self,
+        feed: Feed,
+        sched: &mut Scheduler,
+        tombstones: &mut VecDeque<(Instant, String)>,
+        prefetch: &mut Prefetch,
+    ) {
         let chat = self.worker.name();
         match feed {
             Feed::Ready { rules_watched, generation } => {
+                *prefetch = match self.worker.load_all().await {
+                    Ok(all) => {
+                        debug!(chat, records = all.len(), "plugin data read for the catch-up");
+                        Some(all)
+                    }
+                    Err(e) => {
+                        warn!(chat, error = %e, "cannot read plugin data in bulk; each listed request reads its own");
+                        None
+                    }
+                };
                 if rules_watched {
                     self.load_rules().await;
                 } else {
@@ -137,10 +169,28 @@ impl Pipeline {
                 // A new request straight from the stream: nobody can have
                 // posted it yet, so the worker may skip reading plugin data.
                 let fresh = r.state == crate::model::RequestState::Pending && r.reviews.is_empty();
+                // The record read in bulk may predate this event's work.
+                if let Some(p) = prefetch.as_mut() {
+                    p.remove(&r.id);
+                }
                 self.offer(sched, r, fresh);
             }
-            Feed::Listed(r) => self.offer(sched, r, false),
+            Feed::Listed(r) => match prefetch.as_mut() {
+                Some(p) => {
+                    let raw = p.remove(&r.id);
+                    let snap = Snapshot::Live(r);
+                    if !self.worker.has_work(&snap, raw.as_ref()) {
+                        return;
+                    }
+                    let Snapshot::Live(r) = snap else { unreachable!("built above") };
+                    self.offer(sched, r, false);
+                }
+                None => self.offer(sched, r, false),
+            },
             Feed::Deleted(id) => {
+                if let Some(p) = prefetch.as_mut() {
+                    p.remove(&id);
+                }
                 self.metrics.events.get_or_create(&KindLabel { kind: "access_request_delete".into() }).inc();
                 sched.offer(Snapshot::Deleted(id.clone()), false);
                 tombstones.push_back((Instant::now(), id));
@@ -153,7 +203,43 @@ impl Pipeline {
                 self.metrics.events.get_or_create(&KindLabel { kind: "access_monitoring_rule_delete".into() }).inc();
                 self.router.delete_rule(&name);
             }
-            Feed::CaughtUp { listed } => debug!(chat, listed, "catch-up listing fed"),
+            Feed::CaughtUp { listed } => {
+                debug!(chat, listed, "catch-up listing fed");
+                if let Some(left) = prefetch.take() {
+                    self.resolve_vanished(left, sched, tombstones).await;
+                }
+            }
+        }
+    }
+
+    /// Records whose request was not listed: requests deleted while no
+    /// stream was up. Those whose cards still wait for a resolution are
+    /// looked up once more (the listing may have missed a request created
+    /// during it) and, when gone, handled as a deletion.
+    async fn resolve_vanished(
+        &self,
+        left: HashMap<String, HashMap<String, String>>,
+        sched: &mut Scheduler,
+        tombstones: &mut VecDeque<(Instant, String)>,
+    ) {
+        let chat = self.worker.name();
+        for (id, raw) in left {
+            let snap = Snapshot::Deleted(id.clone());
+            if !self.worker.has_work(&snap, Some(&raw)) {
+                continue;
+            }
+            match self.client.access_request_exists(&id).await {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(s) => {
+                    warn!(chat, id = %id, error = %crate::teleport::client::describe_status(&s),
+                        "cannot check whether a request is gone; the next catch-up checks again");
+                    continue;
+                }
+            }
+            info!(chat, id = %id, "request was deleted while the plugin was away; resolving it as expired");
+            sched.offer(snap, false);
+            tombstones.push_back((Instant::now(), id));
         }
     }
 

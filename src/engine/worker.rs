@@ -106,6 +106,31 @@ impl Worker {
         self.first_seen.lock().expect("poisoned").entry(id.to_string()).or_insert_with(Instant::now);
     }
 
+    /// Every record of this chat's plugin, in one call.
+    pub async fn load_all(&self) -> Result<HashMap<String, HashMap<String, String>>, StoreError> {
+        self.store.load_all_raw().await
+    }
+
+    /// Whether `snap` with the stored `raw` record leaves anything to do
+    /// (the planner's answer, no I/O). With a record read earlier the answer
+    /// errs on the side of work: records only progress, so an old one shows
+    /// at least as much left to do as the current one. (An old record is
+    /// never a starting point for the work itself: a run reads the current
+    /// record, since its first step may be a chat call.)
+    pub fn has_work(&self, snap: &Snapshot, raw: Option<&HashMap<String, String>>) -> bool {
+        let rec = raw.map(|m| Record::from_data(RequestData::decode(m)));
+        let uncertain = self.uncertain_of(snap.id());
+        let step = next_step(&Input {
+            snapshot: snap,
+            record: rec.as_ref(),
+            me: &self.cfg.me,
+            now_ms: now_ms(),
+            caps: self.chat.capabilities(),
+            uncertain: &uncertain,
+        });
+        !matches!(step, Step::Skip(_) | Step::Done)
+    }
+
     /// Drops what is kept in memory about a request that is gone.
     pub fn forget(&self, id: &str) {
         self.first_seen.lock().expect("poisoned").remove(id);

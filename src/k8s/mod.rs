@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Extras;
 use crate::config::{Config, IdentitySource};
+use crate::health::Startup;
 use routes::RouteTable;
 
 /// Kubernetes parts of a start: what `launch` needs, and the route
@@ -68,17 +69,23 @@ pub fn start_routes(
 }
 
 /// Connects to Kubernetes when the configuration asks for it: loads the
-/// identity from its Secret and prepares CRD routing.
-pub async fn setup(cfg: &Config, stop: &CancellationToken) -> Result<Setup> {
+/// identity from its Secret (waiting for it, see [`secret::follow`]) and
+/// prepares CRD routing.
+pub async fn setup(cfg: &Config, stop: &CancellationToken, startup: &Startup) -> Result<Setup> {
     let needs = matches!(cfg.teleport.identity, IdentitySource::Secret { .. }) || cfg.routing.crd;
     if !needs {
         return Ok(Setup::default());
     }
-    setup_with(cfg, stop, client().await?).await
+    setup_waiting(cfg, stop, client().await?, startup).await
 }
 
 /// [`setup`] with a given client.
 pub async fn setup_with(cfg: &Config, stop: &CancellationToken, client: kube::Client) -> Result<Setup> {
+    setup_waiting(cfg, stop, client, &Startup::default()).await
+}
+
+/// [`setup`] with a given client, reporting waits to `startup`.
+pub async fn setup_waiting(cfg: &Config, stop: &CancellationToken, client: kube::Client, startup: &Startup) -> Result<Setup> {
     let mut out = Setup::default();
     if let IdentitySource::Secret { name, key, namespace } = &cfg.teleport.identity {
         let r = secret::SecretRef {
@@ -86,7 +93,7 @@ pub async fn setup_with(cfg: &Config, stop: &CancellationToken, client: kube::Cl
             name: name.clone(),
             key: key.clone(),
         };
-        out.extras.identity = Some(secret::follow(client.clone(), r, stop.clone()).await?);
+        out.extras.identity = Some(secret::follow(client.clone(), r, stop.clone(), startup).await?);
     }
     if cfg.routing.crd {
         let table = RouteTable::new();

@@ -2,8 +2,12 @@
 //!
 //! Only this one Secret is read (by name, with a field selector), so the
 //! plugin's Role needs get/list/watch on it alone (`resourceNames`).
+//!
+//! On a fresh install tbot may not have written the Secret yet: the start
+//! waits for it (not ready, `/readyz` says so) instead of exiting.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -16,6 +20,7 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::health::Startup;
 use crate::identity::publish::IdentityPublisher;
 use crate::identity::{Identity, IdentityError, parse_identity_file};
 
@@ -53,20 +58,39 @@ pub fn identity_in(secret: &Secret, r: &SecretRef) -> Result<Identity, IdentityE
     parse_identity_file(&bytes.0)
 }
 
-/// Reads the Secret once, then follows it until `stop`.
-pub async fn follow(client: Client, r: SecretRef, stop: CancellationToken) -> anyhow::Result<Arc<IdentityPublisher>> {
+/// Reads the Secret, waiting while it does not exist or the API cannot be
+/// reached (polled every 2 s at most), then follows it until `stop`. A
+/// Secret the service account may not read fails at once.
+pub async fn follow(
+    client: Client,
+    r: SecretRef,
+    stop: CancellationToken,
+    startup: &Startup,
+) -> anyhow::Result<Arc<IdentityPublisher>> {
     let api: Api<Secret> = Api::namespaced(client, &r.namespace);
-    let secret = api.get(&r.name).await.map_err(|e| match &e {
-        kube::Error::Api(s) if s.code == 404 => {
-            anyhow::anyhow!("{} not found: check teleport.identity_secret.name and that tbot writes it", r.describe())
+    let what = format!("the identity {}", r.describe());
+    let mut delay = Duration::from_millis(250);
+    let secret = loop {
+        match api.get(&r.name).await {
+            Ok(s) => break s,
+            Err(kube::Error::Api(s)) if s.code == 404 => startup.waiting(
+                &what,
+                "not found (tbot has not written it yet, or teleport.identity_secret.name is wrong)",
+            ),
+            Err(kube::Error::Api(s)) if s.code == 403 => anyhow::bail!(
+                "the service account may not read {}: grant get, list and watch on it ({})",
+                r.describe(),
+                s.message
+            ),
+            Err(e) => startup.waiting(&what, &format!("cannot read it from the Kubernetes API: {e}")),
         }
-        kube::Error::Api(s) if s.code == 403 => anyhow::anyhow!(
-            "the service account may not read {}: grant get, list and watch on it ({})",
-            r.describe(),
-            s.message
-        ),
-        _ => anyhow::anyhow!("cannot read {}: {e}", r.describe()),
-    })?;
+        tokio::select! {
+            _ = stop.cancelled() => anyhow::bail!("stopped while waiting for {what}"),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    };
+    startup.arrived(&what);
     let identity = identity_in(&secret, &r)?;
     identity.ensure_unexpired(std::time::SystemTime::now())?;
     let publisher = Arc::new(IdentityPublisher::new(Arc::new(identity)));

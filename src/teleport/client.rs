@@ -196,6 +196,62 @@ impl TeleportClient {
             .filter(|data| !data.is_empty()))
     }
 
+    /// Every record of `kind` that has an entry for `plugin`, in one call
+    /// (Auth reads them all when the filter names no resource, including
+    /// records of requests deleted since): resource name → this plugin's
+    /// entry.
+    pub async fn list_plugin_data(&self, kind: &str, plugin: &str) -> Result<HashMap<String, HashMap<String, String>>, Status> {
+        let filter = types::PluginDataFilter { kind: kind.into(), resource: String::new(), plugin: plugin.into() };
+        let resp = self.connection().auth().get_plugin_data(unary(filter)).await?.into_inner();
+        Ok(resp
+            .plugin_data
+            .into_iter()
+            .filter_map(|pd| {
+                let name = pd.metadata?.name;
+                let data = pd.spec?.entries.remove(plugin)?.data;
+                (!data.is_empty()).then_some((name, data))
+            })
+            .collect())
+    }
+
+    /// Whether the access request `id` exists (one direct look-up by id).
+    pub async fn access_request_exists(&self, id: &str) -> Result<bool, Status> {
+        let req = proto::ListAccessRequestsRequest {
+            filter: Some(types::AccessRequestFilter { id: id.into(), ..Default::default() }),
+            limit: 1,
+            ..Default::default()
+        };
+        match self.connection().auth().list_access_requests(unary(req)).await {
+            Ok(page) => Ok(page.into_inner().access_requests.iter().any(|r| r.metadata.as_ref().is_some_and(|m| m.name == id))),
+            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Err(s) => Err(s),
+        }
+    }
+
+    /// One page of access requests from `start_key` (inclusive; `""` for
+    /// the first page) and the key of the next page (`""` after the last).
+    /// Servers without `ListAccessRequests` answer everything at once.
+    pub async fn list_access_requests_page(&self, start_key: &str) -> Result<(Vec<AccessRequest>, String), Status> {
+        let conn = self.connection();
+        let req = proto::ListAccessRequestsRequest {
+            filter: Some(types::AccessRequestFilter::default()),
+            limit: LIST_PAGE,
+            start_key: start_key.into(),
+            ..Default::default()
+        };
+        match conn.auth().list_access_requests(unary(req)).await {
+            Ok(p) => {
+                let page = p.into_inner();
+                let next = if page.next_key == start_key { String::new() } else { page.next_key };
+                Ok((page.access_requests.iter().map(convert::request_from_pb).collect(), next))
+            }
+            Err(s) if s.code() == Code::Unimplemented && start_key.is_empty() => {
+                Ok((stream_access_requests(&conn).await?, String::new()))
+            }
+            Err(s) => Err(s),
+        }
+    }
+
     /// Compare-and-swap write: `expect` is checked by the server, which answers
     /// FAILED_PRECONDITION when a value differs. A `""` value in `set` deletes
     /// the key.
@@ -396,6 +452,19 @@ pub enum ClientError {
         .status.message()
     )]
     VersionRefused { status: Status },
+}
+
+impl ClientError {
+    /// Whether a later attempt may succeed without a configuration change
+    /// (Auth starting, unreachable or overloaded); a rejected identity or an
+    /// unsupported server is final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connect(e) => e.is_transient(),
+            ClientError::Ping(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted),
+            ClientError::ServerTooOld(_) | ClientError::VersionRefused { .. } => false,
+        }
+    }
 }
 
 /// A gRPC status as a sentence with its code.

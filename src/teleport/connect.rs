@@ -117,7 +117,7 @@ pub async fn open_channel(
         .await
         .map_err(|e| match handshake_failure(&e) {
             Some(why) => ConnectError::Handshake { why, path },
-            None => ConnectError::Transport { path, message: error_chain(&e) },
+            None => ConnectError::Transport { path, message: error_chain(&e), transient: !is_tls_failure(&e) },
         })
 }
 
@@ -145,16 +145,45 @@ fn handshake_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+/// A failed TLS session (wrong CA, certificate refused, no such protocol)
+/// is a configuration problem; anything else (refused, reset, timed out,
+/// DNS) may heal by itself. rustls reports its errors as `InvalidData`.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::InvalidData
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Why a channel could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot build the TLS configuration from the identity: {0}")]
     Tls(String),
     #[error("cannot connect to Teleport ({path}): {message}")]
-    Transport { path: String, message: String },
-    /// The Auth TLS handshake failed; `why` names the likely cause.
+    Transport {
+        path: String,
+        message: String,
+        /// Whether retrying may help (Auth not reachable yet), as opposed
+        /// to a TLS failure that needs a configuration change.
+        transient: bool,
+    },
+    /// The Auth TLS handshake failed; `why` names the likely cause. Never
+    /// transient: it needs a configuration change.
     #[error("{why} (path: {path})")]
     Handshake { why: String, path: String },
+}
+
+impl ConnectError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ConnectError::Transport { transient: true, .. })
+    }
 }
 
 /// The innermost message of an error chain (tonic wraps our connector's

@@ -255,6 +255,14 @@ impl PluginDataStore {
             .map_err(|status| StoreError::Rpc { resource: resource.into(), status })
     }
 
+    /// Every record of this plugin, in one call: resource → raw map.
+    pub async fn load_all_raw(&self) -> Result<HashMap<String, HashMap<String, String>>, StoreError> {
+        self.client
+            .list_plugin_data(self.kind, &self.plugin)
+            .await
+            .map_err(|status| StoreError::Rpc { resource: "every access request".into(), status })
+    }
+
     /// Raw stored map of this plugin's data for `resource`.
     pub async fn load_raw(&self, resource: &str) -> Result<Option<HashMap<String, String>>, StoreError> {
         self.read_raw(resource).await

@@ -321,7 +321,8 @@ async fn open_stream(conn: &Connection) -> Result<(Streaming<proto::Event>, bool
     Ok((stream, accepts(RULE_KIND)))
 }
 
-/// Lists every current request and feeds it as a Put, retrying until it works
+/// Lists every current request page by page and feeds each as `Listed`
+/// (only one page is held at a time), retrying a failed page until it works
 /// (a newer (re)connect aborts it and starts its own).
 async fn catch_up(
     client: Arc<TeleportClient>,
@@ -329,18 +330,23 @@ async fn catch_up(
     stats: Arc<WatchStats>,
     mut delays: impl Iterator<Item = Duration>,
 ) {
+    let mut start_key = String::new();
+    let mut listed = 0;
     loop {
-        match client.list_access_requests().await {
-            Ok(requests) => {
-                let listed = requests.len();
-                debug!(listed, "catch-up listing done");
-                for r in requests {
+        match client.list_access_requests_page(&start_key).await {
+            Ok((page, next)) => {
+                listed += page.len();
+                for r in page {
                     if out.send(Feed::Listed(r)).await.is_err() {
                         return;
                     }
                 }
-                let _ = out.send(Feed::CaughtUp { listed }).await;
-                return;
+                if next.is_empty() {
+                    debug!(listed, "catch-up listing done");
+                    let _ = out.send(Feed::CaughtUp { listed }).await;
+                    return;
+                }
+                start_key = next;
             }
             Err(status) => {
                 stats.catchup_failures.fetch_add(1, Ordering::Relaxed);

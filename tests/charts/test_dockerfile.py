@@ -15,6 +15,7 @@ import yaml
 from chartkit import CHATS, ROOT, chart_dir, load_values, plugin_binary, render
 
 BINARY = "/usr/local/bin/teleport-plugin"
+OFFICIAL_NAMES = ("teleport-slack", "teleport-discord", "teleport-mattermost")
 
 
 @dataclass
@@ -129,13 +130,47 @@ def test_no_protoc_is_installed():
             assert not re.search(r"protoc|protobuf", args), f"{cmd} {args}: the build uses protox, protoc is not needed"
 
 
-def test_final_image_runs_the_plugin_as_nonroot():
+def final_image_files() -> tuple[dict[str, str], set[str]]:
+    """What the final stage's COPY puts under /usr/local/bin: the builder's
+    directory it copies, read from the builder's RUN steps (files `cp`'d
+    there, symlinks `ln -s`'d there, with `for x in ...` loops expanded)."""
     _, stages = dockerfile()
     final = stages[-1]
     copies = final.all("COPY")
-    assert len(copies) == 1
-    src_stage, dest = re.fullmatch(r"--from=(\S+)\s+\S+\s+(\S+)", copies[0]).groups()
-    assert src_stage in {s.name for s in stages} and dest == BINARY
+    # One COPY: the binary and its names arrive together, from one stage.
+    assert len(copies) == 1, copies
+    src_stage, src, dest = re.fullmatch(r"--from=(\S+)\s+(\S+)\s+(\S+)", copies[0]).groups()
+    assert src_stage in {s.name for s in stages}
+    assert src.endswith("/") and dest == "/usr/local/bin/", (src, dest)
+    builder = {s.name: s for s in stages if s.name}[src_stage]
+    files: set[str] = set()
+    links: dict[str, str] = {}
+    for run in builder.all("RUN"):
+        for step in run.split("&&"):
+            step = step.strip()
+            loop = re.fullmatch(r"for (\w+) in ([\w ]+); do (.+); done", step)
+            bodies = [loop.group(3).replace(f"${loop.group(1)}", v) for v in loop.group(2).split()] if loop else [step]
+            for body in bodies:
+                words = shlex.split(body)
+                if words[:2] == ["ln", "-s"] and words[3].startswith(src):
+                    links[words[3][len(src):]] = words[2]
+                elif words[:1] == ["cp"] and words[-1].startswith(src):
+                    files.add(words[-1][len(src):])
+    return links, files
+
+
+def test_final_image_ships_the_official_command_names():
+    links, files = final_image_files()
+    assert files == {"teleport-plugin"}
+    # Relative links into the same directory, so they resolve in the image.
+    assert links == {name: "teleport-plugin" for name in OFFICIAL_NAMES}
+
+
+def test_final_image_runs_the_plugin_as_nonroot():
+    _, stages = dockerfile()
+    final = stages[-1]
+    links, files = final_image_files()
+    assert BINARY.rsplit("/", 1)[1] in files
     users = final.all("USER")
     assert users and users[-1].split(":")[0] in {"nonroot", "65532"}
     assert json.loads(final.all("ENTRYPOINT")[-1]) == [BINARY]
