@@ -116,7 +116,7 @@ pub async fn open_channel(
         .connect_with_connector(service)
         .await
         .map_err(|e| match handshake_failure(&e) {
-            Some(why) => ConnectError::Handshake { why, path },
+            Some(why) => ConnectError::Handshake { why, path, transient: !is_tls_failure(&e) },
             None => ConnectError::Transport { path, message: error_chain(&e), transient: !is_tls_failure(&e) },
         })
 }
@@ -174,15 +174,16 @@ pub enum ConnectError {
         /// to a TLS failure that needs a configuration change.
         transient: bool,
     },
-    /// The Auth TLS handshake failed; `why` names the likely cause. Never
-    /// transient: it needs a configuration change.
+    /// The Auth TLS handshake failed; `why` names the likely cause. A TLS
+    /// error (wrong CA, certificate refused) needs a configuration change;
+    /// a connection closed mid-handshake (Auth restarting) may heal.
     #[error("{why} (path: {path})")]
-    Handshake { why: String, path: String },
+    Handshake { why: String, path: String, transient: bool },
 }
 
 impl ConnectError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, ConnectError::Transport { transient: true, .. })
+        matches!(self, ConnectError::Transport { transient: true, .. } | ConnectError::Handshake { transient: true, .. })
     }
 }
 
