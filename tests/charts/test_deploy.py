@@ -45,6 +45,8 @@ def test_role_grants_what_the_plugin_needs_and_no_more():
         "access_plugin_data": {"update"},
         "role": {"read"},
         "access_monitoring_rule": {"list", "read"},
+        # Requester traits for Access Monitoring Rules over `user.traits`.
+        "user": {"read"},
     }
     assert set(t) == {"role", "bot", "token", "user"}
     role = t["role"]["metadata"]["name"]
