@@ -140,6 +140,27 @@ async fn connect(
     }
 }
 
+/// Chooses the path to Auth, waiting (not ready, with the reason) while
+/// `teleport.addr` cannot be reached at all: asking a Proxy which path it
+/// offers needs it up. Any other answer decides at once.
+async fn choose_path(cfg: &Config, startup: &Startup) -> Result<Arc<dyn Dialer>> {
+    let what = format!("Teleport at {}", cfg.teleport.addr);
+    let mut backoff = Backoff::new();
+    loop {
+        match crate::teleport::route::dialer_for(&cfg.teleport).await {
+            Ok(dialer) => {
+                startup.arrived(&what);
+                return Ok(dialer);
+            }
+            Err(crate::teleport::route::RouteError::Unreachable(why)) => {
+                startup.waiting(&what, &why);
+                backoff.wait().await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Starts everything. `chats[i]` is the client for `cfg.chats[i]`; their
 /// tokens are checked first, and any failure stops the start.
 pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> Result<Running> {
@@ -159,7 +180,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     };
     let dialer: Arc<dyn Dialer> = match extras.dialer {
         Some(d) => d,
-        None => crate::teleport::route::dialer_for(&cfg.teleport).await?,
+        None => choose_path(cfg, &probes.startup).await?,
     };
     let identity = publisher.current();
     info!(user = %identity.username, fingerprint = %identity.fingerprint,

@@ -185,6 +185,39 @@ async fn waits_for_auth_unreachable_at_start() {
     assert_eq!(plugin.stop().await, 0);
 }
 
+/// `teleport.addr` is a Proxy that is not up yet (nothing listens): asking
+/// it which path it offers is waited for, then the path is chosen and the
+/// plugin becomes ready by itself.
+#[tokio::test]
+async fn waits_for_a_proxy_not_up_yet_at_start() {
+    use teleport_plugin_sim::proxy::{ProxySim, ProxySimConfig};
+    let env = Env::new().await;
+    // A free port, closed again: connections to it are refused for now.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let web_ca = env.dir.path().join("web-ca.pem");
+    std::fs::write(&web_ca, env.sim.pki().host_ca_pem()).unwrap();
+    let cfg = console_config(&env)
+        .replace(&format!("addr = \"{}\"", env.sim.addr()), &format!("addr = \"{addr}\"\nconnection = \"proxy\"\nweb_ca = \"{}\"", web_ca.display()));
+    let path = write(&env, "c.toml", &cfg);
+    let mut plugin = Plugin::start(&path, &[("NO_PROXY", "127.0.0.1".into())]);
+    let base = plugin.http().await;
+    let what = format!("waiting for Teleport at {addr}");
+    assert!(eventually(Duration::from_secs(10), || plugin.log().contains(&what)).await, "{}", plugin.log());
+    let (code, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(&what), "{body}");
+
+    // The Proxy comes up; its web CA is what the plugin trusts (read again
+    // on every attempt).
+    let proxy = ProxySim::start(&env.sim, ProxySimConfig { bind: addr, ..ProxySimConfig::default() }).await.unwrap();
+    std::fs::write(&web_ca, proxy.web_ca_pem()).unwrap();
+    assert!(ready_within(&base, Duration::from_secs(20)).await, "{}", plugin.log());
+    assert_eq!(plugin.exited(), None);
+    assert_eq!(plugin.lines_with(&what), 1, "{}", plugin.log());
+    assert!(plugin.log().contains("TLS routing"), "the Proxy path was chosen:\n{}", plugin.log());
+    assert_eq!(plugin.stop().await, 0);
+}
+
 /// The chat API answering 503 at start: not ready, then ready.
 #[tokio::test]
 async fn waits_for_the_chat_api_unreachable_at_start() {
