@@ -279,19 +279,7 @@ async fn restart(s: f64) -> serde_json::Value {
     let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
     let slack = SlackSim::start(SlackSimConfig::default().with_channel(SimChannel::new(CHANNEL, "bench"))).await;
     let dir = tempfile::tempdir().unwrap();
-    let identity = dir.path().join("identity");
-    std::fs::write(&identity, sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file).unwrap();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n\n[http]\nlisten = \"\"\n\n[plugin]\nconcurrency = 64\n[log]\nseverity = \"info\"\n",
-            sim.addr(),
-            identity.display(),
-            slack.base_url()
-        ),
-    )
-    .unwrap();
+    let config = plugin_config(dir.path(), &sim, &slack, &[], "", "[plugin]\nconcurrency = 64\n");
 
     // Fill: every request posted, every other one approved and its card updated.
     let plugin = start_plugin(config.to_str().unwrap());
@@ -370,9 +358,18 @@ async fn run() {
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }
 
-/// Writes a plugin configuration for `slack`, routing `*` to [`CHANNEL`] and
-/// each `(role, channel)` of `routes`.
-fn plugin_config(dir: &std::path::Path, sim: &TeleportSim, slack: &SlackSim, routes: &[(String, String)]) -> std::path::PathBuf {
+/// Writes an identity (`dir/identity`) and a plugin configuration for
+/// `slack` (`dir/bench.toml`), routing `*` to [`CHANNEL`] and each
+/// `(role, channel)` of `routes`. `teleport` adds lines to `[teleport]`,
+/// `sections` whole sections.
+fn plugin_config(
+    dir: &std::path::Path,
+    sim: &TeleportSim,
+    slack: &SlackSim,
+    routes: &[(String, String)],
+    teleport: &str,
+    sections: &str,
+) -> std::path::PathBuf {
     let identity = dir.join("identity");
     std::fs::write(&identity, sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file).unwrap();
     let mut map = format!("\"*\" = \"{CHANNEL}\"\n");
@@ -383,7 +380,7 @@ fn plugin_config(dir: &std::path::Path, sim: &TeleportSim, slack: &SlackSim, rou
     std::fs::write(
         &config,
         format!(
-            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n{map}\n[http]\nlisten = \"\"\n\n[log]\nseverity = \"info\"\n",
+            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\n{teleport}\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n{map}\n[http]\nlisten = \"\"\n\n{sections}[log]\nseverity = \"info\"\n",
             sim.addr(),
             identity.display(),
             slack.base_url()
@@ -412,7 +409,7 @@ async fn rate_limits() -> serde_json::Value {
     }
     let slack = SlackSim::start(cfg).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = plugin_config(dir.path(), &sim, &slack, &quiet);
+    let config = plugin_config(dir.path(), &sim, &slack, &quiet, "", "");
     let mut plugin = start_plugin(config.to_str().unwrap());
 
     // 30 cards to one channel at once, against one post a second (bursts of 3).
@@ -461,7 +458,7 @@ async fn rate_limits() -> serde_json::Value {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = plugin_config(dir.path(), &sim, &slack, &[]);
+    let config = plugin_config(dir.path(), &sim, &slack, &[], "", "");
     let mut plugin = start_plugin(config.to_str().unwrap());
     let ids: Vec<String> = (0..CARDS).map(|i| sim.request(&format!("coalesce{i}@example.com"), &["editor"], "coalesce").id().to_string()).collect();
     assert!(wait(Duration::from_secs(30), || slack.messages_in(CHANNEL).len() >= CARDS).await, "cards posted");
@@ -523,19 +520,8 @@ async fn throughput() -> serde_json::Value {
     let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
     let slack = SlackSim::start(SlackSimConfig::default().with_channel(SimChannel::new(CHANNEL, "bench"))).await;
     let dir = tempfile::tempdir().unwrap();
+    let config = plugin_config(dir.path(), &sim, &slack, &[], "refresh_identity = true\n", "[plugin]\nconcurrency = 64\n");
     let identity = dir.path().join("identity");
-    std::fs::write(&identity, sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file).unwrap();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[teleport]\naddr = \"{}\"\nconnection = \"direct\"\nidentity = \"{}\"\nrefresh_identity = true\n\n[slack]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n\n[http]\nlisten = \"\"\n\n[plugin]\nconcurrency = 64\n[log]\nseverity = \"info\"\n",
-            sim.addr(),
-            identity.display(),
-            slack.base_url()
-        ),
-    )
-    .unwrap();
 
     let posts = post_counter(&slack);
     let mut plugin = start_plugin(config.to_str().unwrap());
