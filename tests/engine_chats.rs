@@ -7,18 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::chats::Sim;
-use common::{Env, eventually};
+use common::{Env, eventually, start_plugin};
 use teleport_plugin::app::{Extras, Running, launch};
 use teleport_plugin_sim::chat::RateWindow;
 use teleport_plugin_sim::access::{self, AccessRequestExt};
-
-async fn start_plugin(env: &Env, sim: &Sim, extra: &str) -> Running {
-    let cfg = env.config(&format!("{}{extra}", sim.section()));
-    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
-    let running = launch(&cfg, chats, Extras::default()).await.expect("launch");
-    assert!(running.ready(Duration::from_secs(10)).await);
-    running
-}
 
 async fn lifecycle(which: &str) {
     let env = Env::new().await;

@@ -125,10 +125,7 @@ async fn teleport_stream_dropped_mid_burst() {
 async fn teleport_faults_on(which: &str) {
     let env = Env::new().await;
     let sim = Sim::start(which).await;
-    let cfg = env.config(&format!("{}[plugin]\ninstance_id = \"matrix\"\n", sim.section()));
-    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
-    let running = launch(&cfg, chats, Extras::default()).await.expect("launch");
-    assert!(running.ready(Duration::from_secs(10)).await);
+    let running = common::start_plugin(&env, &sim, "[plugin]\ninstance_id = \"matrix\"\n").await;
     let mut ids = burst(&env, 30, "a");
     env.sim.drop_streams();
     assert!(env.sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 2).await, "{which}: stream re-opened");

@@ -9,15 +9,11 @@ use std::time::Duration;
 
 use common::chats::Sim;
 use common::{Env, eventually};
-use teleport_plugin::app::{Extras, Running, launch};
+use teleport_plugin::app::Running;
 use teleport_plugin_sim::access::AccessRequestExt;
 
 async fn start(env: &Env, sim: &Sim, instance: &str) -> Running {
-    let cfg = env.config(&format!("{}[plugin]\ninstance_id = \"{instance}\"\n", sim.section()));
-    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
-    let running = launch(&cfg, chats, Extras::default()).await.expect("launch");
-    assert!(running.ready(Duration::from_secs(10)).await);
-    running
+    common::start_plugin(env, sim, &format!("[plugin]\ninstance_id = \"{instance}\"\n")).await
 }
 
 /// Waits until the catch-up listing of the current stream is done and the

@@ -10,6 +10,16 @@ use std::time::Duration;
 use teleport_plugin::config::{Config, Format};
 use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 
+/// The whole plugin in-process for `sim`'s chat (its real client, default
+/// options), with `extra` appended to the configuration; ready.
+pub async fn start_plugin(env: &Env, sim: &chats::Sim, extra: &str) -> teleport_plugin::app::Running {
+    let cfg = env.config(&format!("{}{extra}", sim.section()));
+    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+    let running = teleport_plugin::app::launch(&cfg, chats, teleport_plugin::app::Extras::default()).await.expect("launch");
+    assert!(running.ready(Duration::from_secs(10)).await);
+    running
+}
+
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
