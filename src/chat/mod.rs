@@ -6,6 +6,7 @@
 //! engine hands the client a [`RequestView`] and says which [`Content`] it wants.
 
 pub mod cache;
+pub mod click;
 pub mod console;
 #[cfg(test)]
 mod fixtures;
@@ -248,6 +249,13 @@ pub trait Chat: Send + Sync + 'static {
 
     /// Adds a reaction (only with `capabilities().reactions`); adding it twice is fine.
     async fn react(&self, message: &MessageRef, reaction: Reaction) -> Result<(), ChatError>;
+
+    /// The email of the chat user `user_id`, when the chat vouches for it
+    /// (verified, an active human account): the optional fallback for
+    /// mapping a clicker to a Teleport user. `Ok(None)` when there is none.
+    async fn verified_email(&self, _user_id: &str) -> Result<Option<String>, ChatError> {
+        Ok(None)
+    }
 
     /// Finds a message this bot posted with `marker` at `place` since `since`.
     async fn find_posted(&self, place: Place<'_>, marker: &Marker, since: SystemTime) -> Result<Option<MessageRef>, ChatError>;

@@ -75,6 +75,12 @@ pub struct RequestView {
     pub promoted_to: Option<String>,
     pub created: Option<SystemTime>,
     pub expires: Option<SystemTime>,
+    /// Approve/Deny buttons are shown: review from chat is on for this chat,
+    /// the request is pending and not long-term. Set by the engine.
+    pub buttons: bool,
+    /// Approvals still needed before the request is approved, when more than
+    /// one is (a multi-approval request stays pending after one click).
+    pub approvals_needed: Option<u32>,
 }
 
 impl RequestView {
@@ -103,6 +109,8 @@ impl RequestView {
             promoted_to: r.promoted_to.clone(),
             created: r.created,
             expires: r.expires,
+            buttons: false,
+            approvals_needed: None,
         }
     }
 
@@ -124,6 +132,8 @@ impl RequestView {
             promoted_to: None,
             created: None,
             expires: None,
+            buttons: false,
+            approvals_needed: None,
         }
     }
 
