@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::chat::Chat;
+
+mod review;
 use crate::config::{Config, IdentitySource};
 use crate::engine::pipeline::Pipeline;
 use crate::health::PipelineStatus;
@@ -41,6 +43,8 @@ pub struct Running {
     pub health: Arc<Health>,
     /// Address of /healthz, /readyz and /metrics when enabled.
     pub http_addr: Option<std::net::SocketAddr>,
+    /// Address of the chat callback listener, when HTTP interactivity is on.
+    pub callback_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     pipeline_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
@@ -205,6 +209,8 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     let mut pipelines = Vec::new();
     let mut pipeline_tasks = Vec::new();
     let mut heartbeats = Vec::new();
+    let paired: Vec<(Arc<dyn Chat>, &crate::config::ChatConfig)> = chats.iter().cloned().zip(cfg.chats.iter()).collect();
+    let review = review::start(cfg, &paired, client.clone(), metrics.clone(), &shutdown).await?;
     for (chat, chat_cfg) in chats.into_iter().zip(cfg.chats.iter()) {
         chat.count_rate_limits(metrics.rate_limited.get_or_create(&Metrics::chat(chat.name())).clone());
         let mut router = Router::new(chat.name(), chat_cfg.routing().clone());
@@ -222,7 +228,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
             client.clone(),
             router.clone(),
             cluster.clone(),
-            WorkerConfig::new(me.clone(), cfg.plugin.claim_lease),
+            WorkerConfig::new(me.clone(), cfg.plugin.claim_lease).with_buttons(chat_cfg.review_enabled()),
             metrics.clone(),
         ));
         let pipeline = Pipeline::new(worker, router, client.clone(), metrics.clone(), cfg.plugin.concurrency);
@@ -256,6 +262,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
         stream: stream.clone(),
         pipelines: pipelines.iter().zip(heartbeats).map(|((n, s), h)| (*n, s.clone(), h)).collect(),
         chats_checked: true,
+        clicks: review.links,
         stall_after: Duration::from_secs(60),
     });
     let registry = Arc::new(registry);
@@ -264,6 +271,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
     Ok(Running {
         health,
         http_addr,
+        callback_addr: review.callback_addr,
         cluster,
         path,
         client,

@@ -307,6 +307,9 @@ async fn check(config: Option<PathBuf>, offline: bool, persona: Persona) -> Exit
     for w in &cfg.warnings {
         println!("  ! {w}");
     }
+    for c in &cfg.chats {
+        line(true, &format!("{} review", c.plugin_name()), crate::config::review_summary(c, &cfg.http));
+    }
     if offline {
         println!("Configuration is valid (offline check: files and services were not contacted).");
         return ExitCode::SUCCESS;

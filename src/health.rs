@@ -57,6 +57,8 @@ pub struct Health {
     pub pipelines: Vec<(&'static str, watch::Receiver<PipelineStatus>, Arc<Heartbeat>)>,
     /// Chat health checks passed at start.
     pub chats_checked: bool,
+    /// Click connections (what, state), when review from chat is on.
+    pub clicks: Vec<(String, watch::Receiver<crate::chat::click::LinkState>)>,
     /// Loops older than this are considered wedged.
     pub stall_after: Duration,
 }
@@ -137,6 +139,18 @@ impl Health {
         } else {
             ok = false;
             lines.push("[-] chat health check not passed".into());
+        }
+        for (what, state) in &self.clicks {
+            use crate::chat::click::LinkState;
+            match &*state.borrow() {
+                LinkState::Connected => lines.push(format!("[+] {what}: connected")),
+                // Reconnecting is routine (Slack recycles sockets): not a failure.
+                LinkState::Connecting => lines.push(format!("[+] {what}: connecting")),
+                LinkState::Unavailable(why) => {
+                    ok = false;
+                    lines.push(format!("[-] {what}: review from chat unavailable (notifications go on): {why}"));
+                }
+            }
         }
         for (name, status, _) in &self.pipelines {
             let s = status.borrow();

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod callbacks;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod k8s;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod review;
 /// Generated protobuf types (`proto/`), shared with the simulators.
 pub use teleport_plugin_proto as pb;
 pub mod teleport;

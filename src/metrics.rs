@@ -56,6 +56,16 @@ pub struct Metrics {
     pub identity_not_after: Gauge<f64, AtomicU64>,
     pub identity_rotations: Counter,
     pub identity_failures: Family<SourceLabel, Counter>,
+    /// Reviews from chat submitted to Teleport.
+    pub reviews_submitted: Family<ChatLabel, Counter>,
+    /// Clicks that submitted nothing, by reason (not_mapped, own_request, ...).
+    pub reviews_refused: Family<ChatReason, Counter>,
+    /// Interactivity callbacks refused with 401 (signature, timestamp, replay).
+    pub callback_rejections: Family<ChatReason, Counter>,
+    /// 1 while the chat's click connection (Socket Mode, Gateway) is up.
+    pub click_connection_up: Family<ChatLabel, Gauge>,
+    /// Click → outcome known.
+    pub review_latency: Family<ChatLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -77,6 +87,11 @@ impl Default for Metrics {
             identity_not_after: Gauge::default(),
             identity_rotations: Counter::default(),
             identity_failures: Family::default(),
+            reviews_submitted: Family::default(),
+            reviews_refused: Family::default(),
+            callback_rejections: Family::default(),
+            click_connection_up: Family::default(),
+            review_latency: Family::new_with_constructor(latency_histogram),
         }
     }
 }
@@ -114,6 +129,23 @@ impl Metrics {
         );
         r.register("identity_rotations", "Identity rotations switched to", m.identity_rotations.clone());
         r.register("identity_failures", "Identity updates rejected, by source", m.identity_failures.clone());
+        r.register("reviews_submitted", "Reviews from chat submitted to Teleport", m.reviews_submitted.clone());
+        r.register("reviews_refused", "Approve/Deny clicks that submitted no review, by reason", m.reviews_refused.clone());
+        r.register(
+            "callback_rejections",
+            "Chat interactivity callbacks refused with 401, by reason",
+            m.callback_rejections.clone(),
+        );
+        r.register(
+            "click_connection_up",
+            "1 while a chat's click connection (Slack Socket Mode) is connected",
+            m.click_connection_up.clone(),
+        );
+        r.register(
+            "review_latency_seconds",
+            "Time from a click reaching the plugin to its outcome being known",
+            m.review_latency.clone(),
+        );
         (m, r)
     }
 

@@ -12,8 +12,8 @@
 //! | 4 | `teleport` | the Auth client, plugin data |
 //! | 5 | `chat` | chat clients and renderers, over plugin data |
 //! | 6 | `health` | readiness from identity, stream and pipeline states |
-//! | 7 | `engine` | drives the chats, reports to `health` |
-//! | 8 | `admin` | HTTP endpoints over `health` and `metrics` |
+//! | 7 | `engine`, `review` | drives the chats, reports to `health`; decides Approve/Deny clicks |
+//! | 8 | `admin`, `callbacks` | HTTP endpoints over `health` and `metrics`; the chat callback listener |
 //! | 9 | `app` | wires everything for one process |
 //! | 10 | `k8s`, `demo` | edges: Kubernetes watchers, the simulated demo |
 //! | 11 | `cli` | the command line |
@@ -33,7 +33,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("chat", 5),
     ("health", 6),
     ("engine", 7),
+    ("review", 7),
     ("admin", 8),
+    ("callbacks", 8),
     ("app", 9),
     ("k8s", 10),
     ("demo", 10),

@@ -42,6 +42,10 @@ impl<V: Clone> TtlCache<V> {
         map.insert(key.to_string(), (Instant::now(), value));
     }
 
+    pub fn remove(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, V)>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }

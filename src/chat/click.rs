@@ -145,6 +145,35 @@ pub struct PendingClick {
 /// Where transports send clicks.
 pub type ClickSender = mpsc::Sender<PendingClick>;
 
+/// State of a chat's click connection (Slack Socket Mode, Discord Gateway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Connected,
+    /// Will not work until someone changes something; the text says what.
+    /// Notifications go on.
+    Unavailable(String),
+}
+
+/// What a chat's click transports need from the process.
+#[derive(Clone)]
+pub struct ClickContext {
+    /// Where clicks go.
+    pub desk: ClickSender,
+    /// Counts callbacks refused with 401, by reason.
+    pub rejections: prometheus_client::metrics::family::Family<crate::metrics::ChatReason, prometheus_client::metrics::counter::Counter>,
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+/// What a chat's click transports started.
+#[derive(Default)]
+pub struct ClickTransports {
+    /// Routes for the callback listener (`http.listen_addr`).
+    pub routes: Option<axum::Router>,
+    /// State of a long-lived click connection, for readiness and metrics.
+    pub link: Option<(String, tokio::sync::watch::Receiver<LinkState>)>,
+}
+
 /// Sends `click` to the desk and waits for its outcome. A desk that is gone
 /// (shutting down) reads as unavailable.
 pub async fn decide(desk: &ClickSender, click: Click) -> Outcome {

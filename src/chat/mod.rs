@@ -257,6 +257,12 @@ pub trait Chat: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Starts the transports that deliver Approve/Deny clicks for this chat
+    /// when `cfg` turns review on (chats without review start none).
+    fn start_clicks(self: Arc<Self>, _cfg: &ChatConfig, _ctx: click::ClickContext) -> Result<click::ClickTransports, String> {
+        Ok(click::ClickTransports::default())
+    }
+
     /// Finds a message this bot posted with `marker` at `place` since `since`.
     async fn find_posted(&self, place: Place<'_>, marker: &Marker, since: SystemTime) -> Result<Option<MessageRef>, ChatError>;
 }

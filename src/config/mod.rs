@@ -76,7 +76,7 @@ pub type RoleRecipients = BTreeMap<String, Vec<String>>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatConfig {
-    Slack { token: Token, api_url: String, routing: RoleRecipients },
+    Slack { token: Token, api_url: String, routing: RoleRecipients, review: Option<SlackReview> },
     Discord { token: Token, api_url: String, routing: RoleRecipients, user_ids: BTreeMap<String, String> },
     Mattermost { url: String, token: Token, routing: RoleRecipients },
     /// Prints messages to stdout instead of posting them (demo, dry runs).
@@ -94,6 +94,11 @@ impl ChatConfig {
         }
     }
 
+    /// Whether cards carry Approve/Deny buttons.
+    pub fn review_enabled(&self) -> bool {
+        matches!(self, Self::Slack { review: Some(_), .. })
+    }
+
     pub fn routing(&self) -> &RoleRecipients {
         match self {
             Self::Slack { routing, .. }
@@ -102,6 +107,35 @@ impl ChatConfig {
             | Self::Console { routing } => routing,
         }
     }
+}
+
+/// How a clicker's chat account is mapped to one Teleport user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewMapping {
+    /// Teleport trait holding the chat user ID; empty: trait matching off.
+    pub user_id_trait: String,
+    /// Also map by the chat account's verified email == Teleport user name.
+    pub allow_email_username_match: bool,
+}
+
+/// Review from Slack: on when present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackReview {
+    pub mapping: ReviewMapping,
+    /// App-level token (`xapp-`): clicks over Socket Mode.
+    pub app_token: Option<Token>,
+    /// Signing secret: clicks over HTTP at `/slack/interactions`.
+    pub signing_secret: Option<Token>,
+}
+
+/// The listener chats call back (interactivity), apart from health and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackConfig {
+    pub listen_addr: String,
+    /// The URL chats reach it at (shown by `check`, put in button callbacks).
+    pub public_addr: Option<String>,
+    /// Key and certificate files, for TLS on the listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +156,8 @@ pub enum LogOutput {
 pub struct HttpConfig {
     /// Address of /healthz, /readyz and /metrics; `None` disables them.
     pub listen: Option<String>,
+    /// The callback listener (`listen_addr`), when configured.
+    pub callbacks: Option<CallbackConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +254,36 @@ pub fn default_path(chat: Option<&str>) -> Result<PathBuf, String> {
     DEFAULT_PATHS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
         format!("no --config given and none of the default files exist ({}); pass --config PATH", DEFAULT_PATHS.join(", "))
     })
+}
+
+/// How clicks reach a chat's review, in a sentence for `check`.
+pub fn review_summary(chat: &ChatConfig, http: &HttpConfig) -> String {
+    let ChatConfig::Slack { review: Some(r), .. } = chat else {
+        return "off (cards link to the Web UI or show tsh commands)".into();
+    };
+    let mut ways = Vec::new();
+    if r.app_token.is_some() {
+        ways.push("Socket Mode (outbound WebSocket; switch Socket Mode on in the Slack app)".to_string());
+    }
+    if r.signing_secret.is_some()
+        && let Some(cb) = &http.callbacks
+    {
+        let url = match &cb.public_addr {
+            Some(a) => format!("{a}/slack/interactions"),
+            None => format!("http{}://<public address of {}>/slack/interactions", if cb.tls.is_some() { "s" } else { "" }, cb.listen_addr),
+        };
+        ways.push(format!("HTTP interactivity (Slack app Request URL: {url})"));
+    }
+    let trait_part = if r.mapping.user_id_trait.is_empty() {
+        "no trait".to_string()
+    } else {
+        format!("trait \"{}\"", r.mapping.user_id_trait)
+    };
+    format!(
+        "on through {}; clickers mapped by {trait_part}{}",
+        ways.join(" and "),
+        if r.mapping.allow_email_username_match { ", then by verified email" } else { "" }
+    )
 }
 
 /// Parses a Go-style duration ("90s", "1m", "1h30m").

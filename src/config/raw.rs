@@ -13,6 +13,8 @@ use super::{
 };
 use crate::identity::source::IdentityFiles;
 
+mod review;
+
 /// A value given as one string or a list of strings.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -45,8 +47,21 @@ pub struct RawConfig {
     pub http: RawHttp,
     pub plugin: RawPlugin,
     pub routing: RawRoutingSection,
-    /// The official Slack plugin's native review section; not supported here.
-    pub review: Option<IgnoredAny>,
+    /// Review from Slack, as the official `teleport-slack` spells it.
+    pub review: Option<RawReview>,
+}
+
+/// `[review]` (and its alias `[slack.review]`): Approve/Deny from chat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawReview {
+    pub enabled: Option<bool>,
+    pub app_token: Option<String>,
+    /// `[review]` spelling of the trait key.
+    pub slack_user_id_trait: Option<String>,
+    /// `[<chat>.review]` spelling of the trait key.
+    pub user_id_trait: Option<String>,
+    pub allow_email_username_match: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +96,10 @@ pub struct RawSlack {
     /// Removed upstream in v11; `role_to_recipients."*"` replaced it.
     pub recipients: Option<IgnoredAny>,
     pub role_to_recipients: Option<RawRouting>,
+    pub signing_secret: Option<String>,
+    /// The older plugins' name for `signing_secret`.
+    pub secret: Option<String>,
+    pub review: Option<RawReview>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +139,11 @@ pub struct RawLog {
 #[serde(default)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    /// The callback listener (chat interactivity), as the older plugins name it.
+    pub listen_addr: Option<String>,
+    pub public_addr: Option<String>,
+    pub https_key_file: Option<String>,
+    pub https_cert_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,7 +196,7 @@ pub fn parse(text: &str, format: Format) -> Result<(RawConfig, Vec<String>), Str
     Ok((raw, unknown))
 }
 
-const DELIBERATELY_IGNORED: &[&str] = &["review", "slack.recipients"];
+const DELIBERATELY_IGNORED: &[&str] = &["slack.recipients"];
 
 /// Collects problems while validating.
 #[derive(Default)]
@@ -283,23 +307,22 @@ impl RawConfig {
         for key in unknown {
             chk.warn(format!("unknown key `{key}` is ignored; check its spelling"));
         }
-        if self.review.is_some() {
-            chk.warn("[review] (approve/deny buttons in Slack) is not supported and is ignored; reviewers use the link or `tsh request review`");
-        }
         let teleport = self.teleport_config(read_files, &mut chk);
         let crd_routing = self.routing.crd.unwrap_or(false);
         let chats = self.chat_configs(crd_routing, read_files, &mut chk);
         let log = self.log_config(&mut chk);
-        let http = match self.http.listen.as_deref().map(str::trim) {
-            Some("") => HttpConfig { listen: None },
+        let callbacks = self.callbacks(read_files, &mut chk);
+        let listen = match self.http.listen.as_deref().map(str::trim) {
+            Some("") => None,
             Some(a) => {
                 if a.parse::<std::net::SocketAddr>().is_err() && !a.contains(':') {
                     chk.problem(format!("http.listen: {a:?} must be host:port such as \"0.0.0.0:8081\", or \"\" to disable"));
                 }
-                HttpConfig { listen: Some(a.to_string()) }
+                Some(a.to_string())
             }
-            None => HttpConfig { listen: Some("0.0.0.0:8081".into()) },
+            None => Some("0.0.0.0:8081".into()),
         };
+        let http = HttpConfig { listen, callbacks };
         let plugin = self.plugin_config(&mut chk);
         let routing = RoutingConfig {
             crd: crd_routing,
@@ -422,8 +445,9 @@ impl RawConfig {
             let api_url = url("slack.api_url", non_empty(&s.api_url), DEFAULT_SLACK_API, chk);
             let (routing, key) = pick(&s.role_to_recipients, "slack.role_to_recipients", chk);
             require_default(&key, &routing, crd_routing, chk);
+            let review = self.slack_review(read_files, chk);
             if let Some(token) = token {
-                chats.push(ChatConfig::Slack { token, api_url, routing });
+                chats.push(ChatConfig::Slack { token, api_url, routing, review });
             }
         }
         if let Some(d) = &self.discord {

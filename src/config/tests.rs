@@ -34,7 +34,7 @@ fn every_example_is_valid() {
 fn official_slack_file_loads_with_string_and_list_recipients() {
     let cfg = toml(MINIMAL_SLACK).unwrap();
     assert_eq!(cfg.teleport.addr, "auth.example.com:3025");
-    let ChatConfig::Slack { token, api_url, routing } = &cfg.chats[0] else { panic!() };
+    let ChatConfig::Slack { token, api_url, routing, .. } = &cfg.chats[0] else { panic!() };
     assert_eq!(token.resolve().unwrap().expose(), "xoxb-secret-value");
     assert_eq!(api_url, DEFAULT_SLACK_API);
     assert_eq!(routing["*"], vec!["#access"]);
@@ -249,4 +249,104 @@ fn web_ca_is_read_and_checked() {
     let cfg = toml(&with(&good)).unwrap();
     assert_eq!(cfg.teleport.web_ca, Some(good));
     assert_eq!(toml(MINIMAL_SLACK).unwrap().teleport.web_ca, None);
+}
+
+fn slack_with(extra: &str) -> String {
+    format!("{MINIMAL_SLACK}\n{extra}")
+}
+
+fn slack_review(cfg: &Config) -> Option<&SlackReview> {
+    let ChatConfig::Slack { review, .. } = &cfg.chats[0] else { panic!("not slack") };
+    review.as_ref()
+}
+
+#[test]
+fn review_with_socket_mode_as_upstream_spells_it() {
+    let cfg = toml(&slack_with("[review]\nenabled = true\napp_token = \"xapp-1-abc\"\n")).unwrap();
+    let r = slack_review(&cfg).expect("review on");
+    assert_eq!(r.mapping, ReviewMapping { user_id_trait: "slack_user_id".into(), allow_email_username_match: false });
+    assert_eq!(r.app_token.as_ref().unwrap().resolve().unwrap().expose(), "xapp-1-abc");
+    assert!(r.signing_secret.is_none());
+    assert!(cfg.chats[0].review_enabled());
+    assert!(review_summary(&cfg.chats[0], &cfg.http).contains("Socket Mode"));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn slack_review_table_is_the_same_table() {
+    let text = slack_with(
+        "[slack.review]\nenabled = true\napp_token = \"xapp-1-abc\"\nuser_id_trait = \"chat_id\"\nallow_email_username_match = true\n",
+    );
+    // The top-level role map sits after [slack]: move it above the table.
+    let cfg = toml(&text).unwrap();
+    let r = slack_review(&cfg).unwrap();
+    assert_eq!(r.mapping, ReviewMapping { user_id_trait: "chat_id".into(), allow_email_username_match: true });
+    let both = slack_with("[review]\nenabled = true\napp_token = \"xapp-1\"\n[slack.review]\nenabled = true\n");
+    assert!(problems(&both).contains("[review] and [slack.review] are the same table"));
+}
+
+#[test]
+fn review_config_errors_name_the_key_and_the_fix() {
+    let none = problems(&slack_with("[review]\nenabled = true\n"));
+    assert!(none.contains("review.enabled is true but no click transport is set"), "{none}");
+    assert!(none.contains("review.app_token") && none.contains("slack.signing_secret"), "{none}");
+    let bot = problems(&slack_with("[review]\nenabled = true\napp_token = \"xoxb-123\"\n"));
+    assert!(bot.contains("review.app_token: this is a bot token") && bot.contains("xapp-"), "{bot}");
+    assert!(!bot.contains("xoxb-123"), "the token leaked: {bot}");
+    let no_trait = problems(&slack_with("[review]\nenabled = true\napp_token = \"xapp-1\"\nslack_user_id_trait = \"\"\n"));
+    assert!(no_trait.contains("review.slack_user_id_trait is empty"), "{no_trait}");
+    let no_listener = problems(&slack_with("[review]\nenabled = true\n")
+        .replace("[slack]\n", "[slack]\nsigning_secret = \"s3cret\"\n"));
+    assert!(no_listener.contains("needs http.listen_addr"), "{no_listener}");
+    assert!(!no_listener.contains("s3cret"));
+}
+
+#[test]
+fn signing_secret_and_the_older_secret_key_enable_http_interactivity() {
+    let text = MINIMAL_SLACK.replace("[slack]\n", "[slack]\nsecret = \"s3cret\"\n")
+        + "[http]\nlisten_addr = \"0.0.0.0:8443\"\npublic_addr = \"https://plugin.example.com/\"\n";
+    let cfg = toml(&text).unwrap();
+    let r = slack_review(&cfg).expect("a signing secret alone turns review on, as in the older plugins");
+    assert_eq!(r.signing_secret.as_ref().unwrap().resolve().unwrap().expose(), "s3cret");
+    let cb = cfg.http.callbacks.as_ref().unwrap();
+    assert_eq!(cb.listen_addr, "0.0.0.0:8443");
+    assert_eq!(cb.public_addr.as_deref(), Some("https://plugin.example.com"));
+    assert!(review_summary(&cfg.chats[0], &cfg.http).contains("https://plugin.example.com/slack/interactions"));
+    let off = toml(&(text.clone() + "[review]\nenabled = false\n")).unwrap();
+    assert!(slack_review(&off).is_none());
+    let both = MINIMAL_SLACK.replace("[slack]\n", "[slack]\nsecret = \"a\"\nsigning_secret = \"b\"\n");
+    assert!(problems(&both).contains("slack.secret is the older name of slack.signing_secret"));
+}
+
+#[test]
+fn both_transports_warn() {
+    let text = MINIMAL_SLACK.replace("[slack]\n", "[slack]\nsigning_secret = \"s\"\n")
+        + "[review]\nenabled = true\napp_token = \"xapp-1\"\n[http]\nlisten_addr = \"127.0.0.1:8443\"\n";
+    let cfg = toml(&text).unwrap();
+    assert!(cfg.warnings.iter().any(|w| w.contains("not both")), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn callback_listener_is_checked() {
+    let bad = problems(&slack_with("[http]\nlisten_addr = \"nowhere\"\n"));
+    assert!(bad.contains("http.listen_addr"), "{bad}");
+    let same = problems(&slack_with("[http]\nlisten = \"0.0.0.0:8443\"\nlisten_addr = \"0.0.0.0:8443\"\n"));
+    assert!(same.contains("must differ from http.listen"), "{same}");
+    let half = problems(&slack_with("[http]\nlisten_addr = \"0.0.0.0:8443\"\nhttps_key_file = \"/k\"\n"));
+    assert!(half.contains("both https_key_file and https_cert_file"), "{half}");
+}
+
+#[test]
+fn review_yaml_form_is_equivalent() {
+    let yaml = r#"
+teleport: { addr: "auth:3025", identity: "/id" }
+slack: { token: "xoxb-1", signing_secret: "s" }
+role_to_recipients: { "*": "#access" }
+review: { enabled: true, app_token: "xapp-1", slack_user_id_trait: "slack_id" }
+http: { listen_addr: "0.0.0.0:8443" }
+"#;
+    let cfg = Config::parse(yaml, Format::Yaml, "t.yaml").unwrap();
+    let r = slack_review(&cfg).unwrap();
+    assert_eq!(r.mapping.user_id_trait, "slack_id");
+    assert!(r.app_token.is_some() && r.signing_secret.is_some());
 }

@@ -37,11 +37,18 @@ pub struct WorkerConfig {
     /// First retry delay; doubles per attempt up to `max_retry`.
     pub min_retry: Duration,
     pub max_retry: Duration,
+    /// Pending cards carry Approve/Deny buttons (review from this chat is on).
+    pub buttons: bool,
 }
 
 impl WorkerConfig {
     pub fn new(me: Me, lease: Duration) -> Self {
-        Self { me, lease, min_retry: Duration::from_millis(500), max_retry: Duration::from_secs(60) }
+        Self { me, lease, min_retry: Duration::from_millis(500), max_retry: Duration::from_secs(60), buttons: false }
+    }
+
+    pub fn with_buttons(mut self, on: bool) -> Self {
+        self.buttons = on;
+        self
     }
 }
 
@@ -330,6 +337,13 @@ impl Worker {
                 let mut v = RequestView::from_request(r, &self.cluster.cluster_name, self.link(&r.id), rec.data.logins_by_role.clone(), status);
                 if v.resolve_reason.is_empty() {
                     v.resolve_reason = rec.data.resolve_reason.clone();
+                }
+                if v.status == Status::Pending {
+                    // Buttons never on long-term requests: those are reviewed
+                    // in the Web UI (Auth does not check the kind itself).
+                    v.buttons = self.cfg.buttons && !v.long_term;
+                    let needed = r.approvals_needed();
+                    v.approvals_needed = (needed > 1 || !r.reviews.is_empty()).then_some(needed);
                 }
                 v
             }
