@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "teleport/header.proto",
         "teleport/access_monitoring_rules.proto",
         "teleport/authservice.proto",
+        "teleport/users_service.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -119,6 +119,18 @@ pub struct Review {
     pub created: Option<SystemTime>,
 }
 
+/// One review threshold of a request (Teleport's `AccessReviewThreshold`):
+/// how many matching approvals approve, how many denials deny. Zero means
+/// the threshold never triggers that way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Threshold {
+    pub name: String,
+    /// Predicate selecting the reviews that count; empty counts every review.
+    pub filter: String,
+    pub approve: u32,
+    pub deny: u32,
+}
+
 /// An Access Request as the plugin needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRequest {
@@ -147,6 +159,14 @@ pub struct AccessRequest {
     pub long_term: bool,
     /// Title of the Access List the request was promoted to, if any.
     pub promoted_to: Option<String>,
+    /// Review thresholds, in index order (Auth refers to them by index).
+    pub thresholds: Vec<Threshold>,
+    /// Requested role → its threshold sets: every set must pass, and a set
+    /// passes when one of its thresholds reached its approval count.
+    pub role_thresholds: BTreeMap<String, Vec<Vec<u32>>>,
+    /// Review author → indexes of the thresholds that author's review counts
+    /// toward (Auth stores one review per author, so the author names it).
+    pub review_thresholds: BTreeMap<String, Vec<u32>>,
 }
 
 impl AccessRequest {
@@ -170,7 +190,52 @@ impl AccessRequest {
             max_duration: None,
             long_term: false,
             promoted_to: None,
+            thresholds: Vec::new(),
+            role_thresholds: BTreeMap::new(),
+            review_thresholds: BTreeMap::new(),
         }
+    }
+
+    /// How many more approvals the request needs at the least, following
+    /// Auth's review-based resolution: per threshold set the fewest missing
+    /// approvals among its thresholds, per role the largest over its sets,
+    /// for the request the largest over its roles. It assumes each further
+    /// approval counts toward every threshold (a reviewer matching no
+    /// filter moves nothing, so the real number can be higher).
+    ///
+    /// 0 once resolved, at least 1 while pending. A request without
+    /// thresholds (not from Auth, which always sets them) is read with Auth's
+    /// default: one approval.
+    /// `u32::MAX` when no number of approvals can approve it (a set whose
+    /// thresholds all have `approve = 0`, or point nowhere).
+    pub fn approvals_needed(&self) -> u32 {
+        if self.state.is_resolved() {
+            return 0;
+        }
+        if self.thresholds.is_empty() || self.role_thresholds.is_empty() {
+            return 1;
+        }
+        let mut approvals = vec![0u32; self.thresholds.len()];
+        for review in self.reviews.iter().filter(|r| r.proposed_state == RequestState::Approved) {
+            for &i in self.review_thresholds.get(&review.author).into_iter().flatten() {
+                if let Some(n) = approvals.get_mut(i as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        let missing = |i: &u32| match self.thresholds.get(*i as usize) {
+            Some(t) if t.approve != 0 => t.approve.saturating_sub(approvals[*i as usize]),
+            _ => u32::MAX,
+        };
+        let needed = self
+            .role_thresholds
+            .values()
+            .flat_map(|sets| sets.iter().map(|set| set.iter().map(missing).min().unwrap_or(u32::MAX)))
+            .max()
+            .unwrap_or(0);
+        // Auth resolves on the review that meets the counts, so a request
+        // still pending needs one more approval at least.
+        needed.max(1)
     }
 }
 
@@ -218,4 +283,84 @@ pub struct Shift {
     pub weekday: String,
     pub start: String,
     pub end: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threshold(approve: u32, deny: u32) -> Threshold {
+        Threshold { name: String::new(), filter: String::new(), approve, deny }
+    }
+
+    fn request(thresholds: Vec<Threshold>, roles: &[(&str, &[&[u32]])]) -> AccessRequest {
+        let mut r = AccessRequest::new_pending("id", "alice", roles.iter().map(|(n, _)| n.to_string()).collect());
+        r.thresholds = thresholds;
+        r.role_thresholds = roles.iter().map(|(n, sets)| (n.to_string(), sets.iter().map(|s| s.to_vec()).collect())).collect();
+        r
+    }
+
+    fn review(r: &mut AccessRequest, author: &str, state: RequestState, indexes: &[u32]) {
+        r.reviews.push(Review { author: author.into(), roles: vec![], proposed_state: state, reason: String::new(), created: None });
+        r.review_thresholds.insert(author.into(), indexes.to_vec());
+    }
+
+    #[test]
+    fn default_threshold_needs_one_approval() {
+        let r = request(vec![threshold(1, 1)], &[("editor", &[&[0]])]);
+        assert_eq!(r.approvals_needed(), 1);
+        let bare = AccessRequest::new_pending("id", "alice", vec!["editor".into()]);
+        assert_eq!(bare.approvals_needed(), 1, "no thresholds: Auth's default");
+    }
+
+    #[test]
+    fn resolved_needs_nothing() {
+        let mut r = request(vec![threshold(3, 1)], &[("editor", &[&[0]])]);
+        for state in [RequestState::Approved, RequestState::Denied, RequestState::Promoted] {
+            r.state = state;
+            assert_eq!(r.approvals_needed(), 0, "{state}");
+        }
+    }
+
+    #[test]
+    fn counts_down_with_matching_approvals_only() {
+        let mut r = request(vec![threshold(3, 2)], &[("editor", &[&[0]])]);
+        review(&mut r, "bob", RequestState::Approved, &[0]);
+        assert_eq!(r.approvals_needed(), 2);
+        review(&mut r, "carol", RequestState::Denied, &[0]);
+        assert_eq!(r.approvals_needed(), 2, "a denial does not count");
+        review(&mut r, "dave", RequestState::Approved, &[]);
+        assert_eq!(r.approvals_needed(), 2, "matched no threshold");
+        review(&mut r, "erin", RequestState::Approved, &[0]);
+        assert_eq!(r.approvals_needed(), 1);
+    }
+
+    #[test]
+    fn sets_take_the_largest_indexes_in_a_set_the_smallest() {
+        // editor: (t0: 2 or t1: 3) and t2: 1; auditor: t1.
+        let mut r = request(
+            vec![threshold(2, 1), threshold(3, 1), threshold(1, 1)],
+            &[("editor", &[&[0, 1], &[2]]), ("auditor", &[&[1]])],
+        );
+        assert_eq!(r.approvals_needed(), 3, "auditor's t1 needs 3");
+        review(&mut r, "bob", RequestState::Approved, &[0, 1]);
+        assert_eq!(r.approvals_needed(), 2);
+        review(&mut r, "carol", RequestState::Approved, &[1, 2]);
+        assert_eq!(r.approvals_needed(), 1, "editor met, auditor's t1 at 2 of 3");
+    }
+
+    #[test]
+    fn a_set_that_cannot_pass_is_unbounded() {
+        let r = request(vec![threshold(0, 1)], &[("editor", &[&[0]])]);
+        assert_eq!(r.approvals_needed(), u32::MAX);
+        let r = request(vec![threshold(1, 1)], &[("editor", &[&[7]])]);
+        assert_eq!(r.approvals_needed(), u32::MAX, "index out of range");
+    }
+
+    #[test]
+    fn a_pending_request_needs_one_at_least() {
+        let mut r = request(vec![threshold(1, 1)], &[("editor", &[&[0]])]);
+        review(&mut r, "bob", RequestState::Approved, &[0]);
+        assert_eq!(r.approvals_needed(), 1, "counts met but not yet resolved: the event is behind");
+    }
 }

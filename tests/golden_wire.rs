@@ -9,6 +9,7 @@ use prost::Message;
 use teleport_plugin::model::RequestState;
 use teleport_plugin::pb::proto;
 use teleport_plugin::pb::teleport::accessmonitoringrules::v1 as amr;
+use teleport_plugin::pb::teleport::users::v1 as users;
 use teleport_plugin::pb::types;
 use teleport_plugin::teleport::convert::request_from_pb;
 use teleport_plugin::teleport::watch::{Feed, decode_event};
@@ -322,7 +323,7 @@ fn get_user_request_and_traits() {
         m.str(1, "alice@example.com");
     });
     w.msg(5, |spec| {
-        spec.str(4, "access"); // Roles = 4, not read
+        spec.str(4, "access").str(4, "reviewer"); // Roles = 4
         spec.msg(5, |t| {
             t.msg(1, |e| {
                 e.str(1, "team").msg(2, |sv| {
@@ -332,8 +333,140 @@ fn get_user_request_and_traits() {
         });
     });
     let user = types::UserV2::decode(&w.0[..]).unwrap();
-    let traits = user.spec.unwrap().traits.unwrap();
+    let spec = user.spec.unwrap();
+    assert_eq!(spec.roles, vec!["access", "reviewer"]);
+    let traits = spec.traits.unwrap();
     assert_eq!(traits.values["team"].values, vec!["payments", "core"]);
+}
+
+#[test]
+fn users_service_requests_encode_at_their_numbers() {
+    // ListUsersRequest{page_size = 1, page_token = 2, with_secrets = 3,
+    // filter = 4: UserFilter{SearchKeywords = 1, Traits = 2: LabelValues}}
+    let req = users::ListUsersRequest {
+        page_size: 500,
+        page_token: "bob".into(),
+        with_secrets: true,
+        filter: Some(types::UserFilter {
+            search_keywords: vec!["kw".into()],
+            traits: Some(teleport_plugin::pb::wrappers::LabelValues {
+                values: [(
+                    "slack_user_id".to_string(),
+                    teleport_plugin::pb::wrappers::StringValues { values: vec!["U1".into()] },
+                )]
+                .into(),
+            }),
+        }),
+    };
+    let mut w = W::default();
+    w.uint(1, 500).str(2, "bob").uint(3, 1).msg(4, |f| {
+        f.str(1, "kw").msg(2, |lv| {
+            lv.msg(1, |e| {
+                e.str(1, "slack_user_id").msg(2, |sv| {
+                    sv.str(1, "U1");
+                });
+            });
+        });
+    });
+    assert_eq!(req.encode_to_vec(), w.0);
+
+    // GetUserRequest{name = 1, current_user = 2, with_secrets = 3}
+    let get = users::GetUserRequest { name: "alice".into(), current_user: true, with_secrets: true };
+    let mut w = W::default();
+    w.str(1, "alice").uint(2, 1).uint(3, 1);
+    assert_eq!(get.encode_to_vec(), w.0);
+}
+
+#[test]
+fn users_service_responses_decode_at_their_numbers() {
+    let user = |w: &mut W, name: &str| {
+        w.msg(1, |u| {
+            u.str(1, "user").msg(4, |m| {
+                m.str(1, name);
+            });
+        });
+    };
+    // ListUsersResponse{users = 1, next_page_token = 2}
+    let mut w = W::default();
+    user(&mut w, "alice");
+    user(&mut w, "bob");
+    w.str(2, "carol");
+    let page = users::ListUsersResponse::decode(&w.0[..]).unwrap();
+    let names: Vec<_> = page.users.iter().map(|u| u.metadata.as_ref().unwrap().name.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(page.next_page_token, "carol");
+    // GetUserResponse{user = 1}
+    let mut w = W::default();
+    user(&mut w, "dave");
+    let got = users::GetUserResponse::decode(&w.0[..]).unwrap();
+    assert_eq!(got.user.unwrap().metadata.unwrap().name, "dave");
+}
+
+#[test]
+fn on_behalf_review_submission_encodes_fields_11_and_12() {
+    let sub = types::AccessReviewSubmission {
+        request_id: "req-1".into(),
+        review: Some(types::AccessReview {
+            author: "bob".into(),
+            proposed_state: 3,
+            reason: "from chat".into(),
+            created: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+            submitted_by: "access-plugin".into(),
+            submitted_on_behalf_of_author: true,
+            ..Default::default()
+        }),
+    };
+    let mut w = W::default();
+    w.str(1, "req-1").msg(2, |r| {
+        r.str(1, "bob").uint(3, 3).str(4, "from chat").ts(5, 1_700_000_000);
+        r.str(11, "access-plugin").uint(12, 1);
+    });
+    let bytes = sub.encode_to_vec();
+    assert_eq!(bytes, w.0);
+    // The key bytes the wire notes give: SubmittedBy 0x5A, the flag 0x60.
+    assert!(bytes.windows(2).any(|b| b == [0x5A, 13]) && bytes.ends_with(&[0x60, 0x01]));
+}
+
+#[test]
+fn thresholds_mapping_and_review_indexes_decode_at_their_numbers() {
+    let mut w = W::default();
+    w.str(1, "access_request").str(3, "v3");
+    w.msg(4, |m| {
+        m.str(1, "req-2");
+    });
+    w.msg(5, |s| {
+        s.str(1, "alice").str(2, "editor").uint(3, 1);
+        // Thresholds = 10: {Name = 1, Filter = 2, Approve = 3, Deny = 4}
+        s.msg(10, |t| {
+            t.str(1, "default").uint(3, 1).uint(4, 1);
+        });
+        s.msg(10, |t| {
+            t.str(1, "two").str(2, "contains(reviewer.roles, \"sre\")").uint(3, 2).uint(4, 1);
+        });
+        // RoleThresholdMapping = 11: map entry {key = 1, value = 2:
+        // ThresholdIndexSets{Sets = 1: ThresholdIndexSet{Indexes = 1 (packed)}}}
+        s.msg(11, |e| {
+            e.str(1, "editor").msg(2, |sets| {
+                sets.msg(1, |set| {
+                    set.bytes(1, &[0, 1]);
+                });
+                sets.msg(1, |set| {
+                    set.bytes(1, &[1]);
+                });
+            });
+        });
+        // Reviews = 12, ThresholdIndexes = 7 (packed)
+        s.msg(12, |r| {
+            r.str(1, "bob").uint(3, 2).bytes(7, &[0, 1]);
+        });
+    });
+    let r = request_from_pb(&types::AccessRequestV3::decode(&w.0[..]).unwrap());
+    assert_eq!(r.thresholds.len(), 2);
+    assert_eq!((r.thresholds[1].name.as_str(), r.thresholds[1].approve, r.thresholds[1].deny), ("two", 2, 1));
+    assert_eq!(r.thresholds[1].filter, "contains(reviewer.roles, \"sre\")");
+    assert_eq!(r.role_thresholds["editor"], vec![vec![0, 1], vec![1]]);
+    assert_eq!(r.review_thresholds["bob"], vec![0, 1]);
+    assert_eq!(r.approvals_needed(), 1, "t1 needs a second approval");
 }
 
 #[test]

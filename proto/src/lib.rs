@@ -14,6 +14,11 @@ pub mod teleport {
             include!(concat!(env!("OUT_DIR"), "/teleport.header.v1.rs"));
         }
     }
+    pub mod users {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/teleport.users.v1.rs"));
+        }
+    }
     pub mod accessmonitoringrules {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/teleport.accessmonitoringrules.v1.rs"));

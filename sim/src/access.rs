@@ -116,6 +116,71 @@ pub fn review(author: &str, approve: bool, reason: &str) -> types::AccessReview 
     }
 }
 
+/// Gives `req` review thresholds as Auth derives them from the requester's
+/// roles: `thresholds` are (name, filter, approve, deny) in index order, and
+/// `mapping` lists, per requested role, its threshold sets (every set must
+/// pass; one index inside a set suffices). Without this, the simulator gives
+/// a request Auth's default: one threshold approving or denying on one review.
+///
+/// Filters the simulator evaluates: `""` (every reviewer) and
+/// `contains(reviewer.roles, "<role>")`; anything else panics here rather
+/// than be mis-evaluated later.
+pub fn with_thresholds(
+    mut req: types::AccessRequestV3,
+    thresholds: &[(&str, &str, u32, u32)],
+    mapping: &[(&str, &[&[u32]])],
+) -> types::AccessRequestV3 {
+    let spec = req.spec_mut();
+    spec.thresholds = thresholds
+        .iter()
+        .map(|(name, filter, approve, deny)| {
+            if let Err(e) = threshold_filter_role(filter) {
+                panic!("{e}");
+            }
+            types::AccessReviewThreshold { name: name.to_string(), filter: filter.to_string(), approve: *approve, deny: *deny }
+        })
+        .collect();
+    spec.role_threshold_mapping = mapping
+        .iter()
+        .map(|(role, sets)| {
+            let sets = sets.iter().map(|s| types::ThresholdIndexSet { indexes: s.to_vec() }).collect();
+            (role.to_string(), types::ThresholdIndexSets { sets })
+        })
+        .collect();
+    req
+}
+
+/// Auth's default review threshold, given to requests created without any.
+pub fn default_thresholds(spec: &mut types::AccessRequestSpecV3) {
+    if !spec.thresholds.is_empty() {
+        return;
+    }
+    spec.thresholds = vec![types::AccessReviewThreshold { name: "default".into(), filter: String::new(), approve: 1, deny: 1 }];
+    for role in &spec.roles {
+        spec.role_threshold_mapping.entry(role.clone()).or_insert_with(|| types::ThresholdIndexSets {
+            sets: vec![types::ThresholdIndexSet { indexes: vec![0] }],
+        });
+    }
+}
+
+/// The role a threshold filter asks the reviewer to hold: `Ok(None)` for the
+/// empty filter (every reviewer), `Ok(Some(role))` for
+/// `contains(reviewer.roles, "<role>")`, an error for any other predicate.
+pub fn threshold_filter_role(filter: &str) -> Result<Option<&str>, String> {
+    let f = filter.trim();
+    if f.is_empty() {
+        return Ok(None);
+    }
+    let unsupported = || format!("threshold filter {filter:?} is not simulated (use \"\" or contains(reviewer.roles, \"<role>\"))");
+    let inner = f.strip_prefix("contains(").and_then(|r| r.strip_suffix(')')).ok_or_else(unsupported)?;
+    let (field, value) = inner.split_once(',').ok_or_else(unsupported)?;
+    if field.trim() != "reviewer.roles" {
+        return Err(unsupported());
+    }
+    let value = value.trim();
+    value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).map(Some).ok_or_else(unsupported)
+}
+
 /// An Access Monitoring Rule notifying `plugin` (its `notification.name`).
 pub fn monitoring_rule(
     name: &str,

@@ -8,6 +8,14 @@
 //! reviews, resolves and expires requests,
 //! and injects faults: dropped streams and connections, refused connections,
 //! delays, UNIMPLEMENTED methods and one-off errors.
+//!
+//! Users, roles and `teleport.users.v1.UsersService` live in [`users`];
+//! `SubmitAccessReview` with Auth's review rules (on-behalf reviews for a
+//! plugin, thresholds) in [`review`]. The caller of a call is the user named
+//! by its client certificate (the common name, as Auth reads it).
+
+mod review;
+mod users;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -34,7 +42,9 @@ use crate::{official_plugin, version_policy};
 use teleport_plugin_proto::proto::{self, auth_service_server as auth_srv};
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1 as amr;
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
+use teleport_plugin_proto::teleport::users::v1::users_service_server as users_srv;
 use teleport_plugin_proto::types;
+use users::{SimRole, SimUser};
 
 /// Knobs fixed at start.
 #[derive(Debug, Clone)]
@@ -75,9 +85,9 @@ struct Store {
     requests: BTreeMap<String, types::AccessRequestV3>,
     /// (kind, resource) → plugin → data. Survives request deletion.
     plugin_data: HashMap<(String, String), PluginEntries>,
-    roles: HashMap<String, Vec<String>>,
-    /// User name → traits.
-    users: HashMap<String, Vec<(String, Vec<String>)>>,
+    roles: HashMap<String, SimRole>,
+    /// Sorted by name: `ListUsers` pages in this order.
+    users: BTreeMap<String, SimUser>,
     rules: BTreeMap<String, amr::AccessMonitoringRule>,
 }
 
@@ -90,6 +100,10 @@ struct Faults {
     rejected_kinds: HashSet<String>,
     deny_roles: bool,
     deny_users: bool,
+    /// `ListUsers` ignores `filter.Traits`, as servers that predate it do.
+    ignore_user_trait_filter: bool,
+    /// `SubmitAccessReview` knows neither `SubmittedBy` nor the on-behalf flag.
+    no_on_behalf_reviews: bool,
 }
 
 struct Inner {
@@ -155,7 +169,8 @@ impl TeleportSim {
         let policy = VersionPolicy(inner.clone());
         let server = tonic::transport::Server::builder()
             .add_service(auth_srv::AuthServiceServer::with_interceptor(svc.clone(), policy.clone()))
-            .add_service(amr_srv::AccessMonitoringRulesServiceServer::with_interceptor(svc, policy))
+            .add_service(amr_srv::AccessMonitoringRulesServiceServer::with_interceptor(svc.clone(), policy.clone()))
+            .add_service(users_srv::UsersServiceServer::with_interceptor(svc, policy))
             .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
         tokio::spawn(async move {
             if let Err(e) = server.await {
@@ -199,6 +214,8 @@ impl TeleportSim {
         let now = SystemTime::now();
         let spec = req.spec_mut();
         spec.state = types::RequestState::Pending as i32;
+        // Auth's request validator always leaves thresholds on a request.
+        access::default_thresholds(spec);
         if access::is_unset(spec.created.as_ref()) {
             spec.created = Some(access::timestamp(now));
         }
@@ -235,9 +252,16 @@ impl TeleportSim {
         self.inner.store.lock().expect("poisoned").requests.get(id).cloned()
     }
 
-    /// Adds a review without resolving the request.
+    /// Adds a review as an administrator would, without any permission check
+    /// and without resolving the request. The review counts toward the
+    /// thresholds whose filter matches the author's roles.
     pub fn review(&self, id: &str, author: &str, approve: bool, reason: &str) -> Option<types::AccessRequestV3> {
-        self.inner.update_request(id, |r| r.spec_mut().reviews.push(access::review(author, approve, reason)))
+        let roles = self.user_roles(author);
+        self.inner.update_request(id, |r| {
+            let mut review = access::review(author, approve, reason);
+            review.threshold_indexes = review::matching_thresholds(&r.spec_mut().thresholds, &roles);
+            r.spec_mut().reviews.push(review);
+        })
     }
 
     pub fn approve(&self, id: &str, reason: &str) -> Option<types::AccessRequestV3> {
@@ -279,15 +303,46 @@ impl TeleportSim {
 
     // ---- roles, rules, plugin data ---------------------------------------
 
+    /// Sets the allowed logins of role `name` (created if absent; its review
+    /// rules are kept).
     pub fn set_role(&self, name: &str, logins: &[&str]) {
-        let mut s = self.inner.store.lock().expect("poisoned");
-        s.roles.insert(name.into(), logins.iter().map(|l| l.to_string()).collect());
+        self.edit_role(name, |r| r.logins = strings(logins));
     }
 
-    /// Creates or replaces the user `name` with `traits`.
+    /// Sets `allow.review_requests.roles` of role `name` (created if absent):
+    /// its holders may review requests for these roles (`*` globs). An empty
+    /// list takes the review rights away.
+    pub fn allow_review(&self, role: &str, reviewable: &[&str]) {
+        self.edit_role(role, |r| r.review_roles = strings(reviewable));
+    }
+
+    /// Sets `allow.review_requests.submit_for_users` of role `name` (created
+    /// if absent): its holders (the plugin's identity) may submit reviews on
+    /// behalf of these users (`*` globs; `["*"]` as the `access-plugin-with-review`
+    /// preset). Give the role to the plugin's user with [`Self::put_user`].
+    pub fn set_submit_for_users(&self, role: &str, users: &[&str]) {
+        self.edit_role(role, |r| r.submit_for_users = strings(users));
+    }
+
+    fn edit_role(&self, name: &str, f: impl FnOnce(&mut SimRole)) {
+        f(self.inner.store.lock().expect("poisoned").roles.entry(name.into()).or_default());
+    }
+
+    /// Creates or replaces the user `name` with `traits`, keeping the roles
+    /// it has.
     pub fn set_user(&self, name: &str, traits: &[(&str, &[&str])]) {
-        let traits = traits.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect();
-        self.inner.store.lock().expect("poisoned").users.insert(name.into(), traits);
+        let mut s = self.inner.store.lock().expect("poisoned");
+        s.users.entry(name.into()).or_default().traits = trait_map(traits);
+    }
+
+    /// Creates or replaces the user `name` with `roles` and `traits`.
+    pub fn put_user(&self, name: &str, roles: &[&str], traits: &[(&str, &[&str])]) {
+        let user = SimUser { roles: strings(roles), traits: trait_map(traits) };
+        self.inner.store.lock().expect("poisoned").users.insert(name.into(), user);
+    }
+
+    fn user_roles(&self, name: &str) -> Vec<String> {
+        self.inner.store.lock().expect("poisoned").users.get(name).map(|u| u.roles.clone()).unwrap_or_default()
     }
 
     /// Creates or replaces an Access Monitoring Rule (see
@@ -422,9 +477,25 @@ impl TeleportSim {
         self.inner.version_refusals.lock().expect("poisoned").clone()
     }
 
-    /// GetUser answers PERMISSION_DENIED (the plugin's role lacks `user: read`).
+    /// GetUser and ListUsers (both services) answer PERMISSION_DENIED (the
+    /// plugin's role lacks `user: read`).
     pub fn deny_user_reads(&self, on: bool) {
         self.inner.faults.lock().expect("poisoned").deny_users = on;
+    }
+
+    /// `ListUsers` ignores the trait filter and returns every user (search
+    /// keywords still apply), as Auth servers that predate the filter do:
+    /// they skip the unknown field.
+    pub fn ignore_user_trait_filter(&self, on: bool) {
+        self.inner.faults.lock().expect("poisoned").ignore_user_trait_filter = on;
+    }
+
+    /// `SubmitAccessReview` as on Auth servers without on-behalf reviews
+    /// (before Teleport 18.11, per upstream's docs backport): fields 11 and 12
+    /// of the review are unknown and skipped, so a review for another author
+    /// is refused as one written by the caller.
+    pub fn without_on_behalf_reviews(&self, on: bool) {
+        self.inner.faults.lock().expect("poisoned").no_on_behalf_reviews = on;
     }
 
     /// Number of calls of `method` received so far.
@@ -450,6 +521,14 @@ impl TeleportSim {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn trait_map(traits: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+    traits.iter().map(|(k, v)| (k.to_string(), strings(v))).collect()
 }
 
 fn event(op: proto::Operation, resource: proto::event::Resource) -> proto::Event {
@@ -540,20 +619,46 @@ impl Inner {
         Ok(())
     }
 
-    /// Bookkeeping and faults common to every call.
+    /// Bookkeeping and faults common to every call of `proto.AuthService`.
     async fn enter(&self, method: &str) -> Result<(), Status> {
-        *self.calls.lock().expect("poisoned").entry(method.into()).or_default() += 1;
+        self.enter_service("proto.AuthService", method).await
+    }
+
+    /// Bookkeeping and faults common to every call: `key` names the method
+    /// for [`TeleportSim::calls`], [`TeleportSim::fail_next`] and
+    /// [`TeleportSim::set_unimplemented`] (`"GetUser"` for AuthService,
+    /// `"UsersService/GetUser"` for the users service).
+    async fn enter_service(&self, service: &str, key: &str) -> Result<(), Status> {
+        *self.calls.lock().expect("poisoned").entry(key.into()).or_default() += 1;
         let (delay, err) = {
             let mut f = self.faults.lock().expect("poisoned");
-            if f.unimplemented.contains(method) {
-                return Err(Status::unimplemented(format!("unknown method {method} for service proto.AuthService")));
+            if f.unimplemented.contains(key) {
+                let method = key.rsplit('/').next().unwrap_or(key);
+                return Err(Status::unimplemented(format!("unknown method {method} for service {service}")));
             }
-            (f.delay, f.fail_next.get_mut(method).and_then(VecDeque::pop_front))
+            (f.delay, f.fail_next.get_mut(key).and_then(VecDeque::pop_front))
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         err.map_or(Ok(()), Err)
+    }
+
+    fn check_user_reads(&self) -> Result<(), Status> {
+        if self.faults.lock().expect("poisoned").deny_users {
+            return Err(Status::permission_denied("access denied to perform action \"read\" on \"user\""));
+        }
+        Ok(())
+    }
+
+    /// `SubmitAccessReview` for `caller`; the stored result is announced to
+    /// watchers under the store lock, so events follow writes.
+    fn submit_review(&self, caller: &str, sub: types::AccessReviewSubmission) -> Result<types::AccessRequestV3, Status> {
+        let on_behalf = !self.faults.lock().expect("poisoned").no_on_behalf_reviews;
+        let mut s = self.store.lock().expect("poisoned");
+        let updated = review::submit(&mut s, caller, on_behalf, sub, SystemTime::now())?;
+        let _ = self.events.send(event(proto::Operation::Put, proto::event::Resource::AccessRequest(updated.clone())));
+        Ok(updated)
     }
 }
 
@@ -757,25 +862,14 @@ impl auth_srv::AuthService for Service {
 
     async fn get_user(&self, req: Request<proto::GetUserRequest>) -> Result<Response<types::UserV2>, Status> {
         self.0.enter("GetUser").await?;
-        if self.0.faults.lock().expect("poisoned").deny_users {
-            return Err(Status::permission_denied("access denied to perform action \"read\" on \"user\""));
-        }
+        self.0.check_user_reads()?;
         let req = req.into_inner();
         if req.with_secrets {
             return Err(Status::permission_denied("reading user secrets is not allowed to plugins"));
         }
         let s = self.0.store.lock().expect("poisoned");
-        let traits = s.users.get(&req.name).ok_or_else(|| Status::not_found(format!("user {:?} is not found", req.name)))?;
-        let pairs: Vec<(&str, Vec<&str>)> =
-            traits.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
-        let pairs: Vec<(&str, &[&str])> = pairs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-        Ok(Response::new(types::UserV2 {
-            kind: "user".into(),
-            version: "v2".into(),
-            metadata: Some(types::Metadata { name: req.name.clone(), namespace: "default".into(), ..Default::default() }),
-            spec: Some(types::UserSpecV2 { traits: Some(access::label_values(&pairs)) }),
-            ..Default::default()
-        }))
+        let user = s.users.get(&req.name).ok_or_else(|| Status::not_found(format!("user {:?} is not found", req.name)))?;
+        Ok(Response::new(users::user_pb(&req.name, user)))
     }
 
     async fn get_role(&self, req: Request<proto::GetRoleRequest>) -> Result<Response<types::RoleV6>, Status> {
@@ -785,7 +879,7 @@ impl auth_srv::AuthService for Service {
         }
         let name = req.into_inner().name;
         let s = self.0.store.lock().expect("poisoned");
-        let logins = s.roles.get(&name).ok_or_else(|| Status::not_found(format!("role {name} is not found")))?;
+        let logins = &s.roles.get(&name).ok_or_else(|| Status::not_found(format!("role {name} is not found")))?.logins;
         Ok(Response::new(types::RoleV6 {
             kind: "role".into(),
             version: "v7".into(),
@@ -803,23 +897,8 @@ impl auth_srv::AuthService for Service {
         req: Request<types::AccessReviewSubmission>,
     ) -> Result<Response<types::AccessRequestV3>, Status> {
         self.0.enter("SubmitAccessReview").await?;
-        let sub = req.into_inner();
-        let review = sub.review.unwrap_or_default();
-        let decisive = [types::RequestState::Approved as i32, types::RequestState::Denied as i32];
-        let updated = self
-            .0
-            .update_request(&sub.request_id, |r| {
-                let pending = r.state() == types::RequestState::Pending;
-                let spec = r.spec_mut();
-                // One approval or denial resolves the request (default thresholds).
-                if pending && decisive.contains(&review.proposed_state) {
-                    spec.state = review.proposed_state;
-                    spec.resolve_reason = review.reason.clone();
-                }
-                spec.reviews.push(review);
-            })
-            .ok_or_else(|| Status::not_found(format!("access request {:?} not found", sub.request_id)))?;
-        Ok(Response::new(updated))
+        let caller = req.extensions().get::<ConnInfo>().map(|c| c.user.clone()).unwrap_or_default();
+        Ok(Response::new(self.0.submit_review(&caller, req.into_inner())?))
     }
 }
 
@@ -961,13 +1040,15 @@ pub struct PeerIdentity(pub String);
 #[derive(Debug, Clone)]
 struct ConnInfo {
     peer: PeerIdentity,
+    /// The Teleport user of the client certificate (its common name).
+    user: String,
     close: CancellationToken,
 }
 
 impl Connected for SimIo {
     type ConnectInfo = ConnInfo;
     fn connect_info(&self) -> ConnInfo {
-        ConnInfo { peer: self.peer_identity(), close: self.kill.clone() }
+        ConnInfo { peer: self.peer_identity(), user: self.peer_user(), close: self.kill.clone() }
     }
 }
 
@@ -982,6 +1063,12 @@ impl SimIo {
             .map(|c| hex::encode(&ring::digest::digest(&ring::digest::SHA256, c).as_ref()[..8]))
             .unwrap_or_default();
         PeerIdentity(fp)
+    }
+
+    fn peer_user(&self) -> String {
+        let Some(der) = self.tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else { return String::new() };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return String::new() };
+        cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string()
     }
 }
 

@@ -24,6 +24,7 @@ use crate::pb::proto;
 use crate::pb::proto::auth_service_client::AuthServiceClient;
 use crate::pb::teleport::accessmonitoringrules::v1 as amr;
 use crate::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_client::AccessMonitoringRulesServiceClient;
+use crate::pb::teleport::users::v1::users_service_client::UsersServiceClient;
 use crate::pb::types;
 
 // Client version: the plugin sends no `version` metadata.
@@ -51,7 +52,7 @@ const VERSION_REFUSED: &str = "client version is unsupported";
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest gRPC message accepted (large role or request lists).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-const LIST_PAGE: i32 = 500;
+pub(super) const LIST_PAGE: i32 = 500;
 
 type AuthClient = AuthServiceClient<Channel>;
 type RulesClient = AccessMonitoringRulesServiceClient<Channel>;
@@ -85,16 +86,20 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-fn unary<T>(msg: T) -> Request<T> {
+pub(super) fn unary<T>(msg: T) -> Request<T> {
     let mut req = Request::new(msg);
     req.set_timeout(CALL_TIMEOUT);
     req
 }
 
 impl Connection {
-    fn auth(&self) -> AuthClient {
+    pub(super) fn auth(&self) -> AuthClient {
         AuthServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub(super) fn users(&self) -> UsersServiceClient<Channel> {
+        UsersServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
     }
 
     fn rules(&self) -> RulesClient {

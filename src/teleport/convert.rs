@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use crate::timefmt::rfc3339;
 use crate::model::{
     AccessRequest, ConstrainedResource, MonitoringRule, RequestState, ResourceConstraints, ResourceId, Review, Schedule, Shift,
+    Threshold,
 };
 use crate::pb::teleport::accessmonitoringrules::v1 as amr;
 use crate::pb::teleport::header::v1 as header;
@@ -154,6 +155,14 @@ fn constrained_to_pb(r: &ConstrainedResource) -> types::ResourceAccessId {
     }
 }
 
+fn threshold_from_pb(t: &types::AccessReviewThreshold) -> Threshold {
+    Threshold { name: t.name.clone(), filter: t.filter.clone(), approve: t.approve, deny: t.deny }
+}
+
+fn threshold_to_pb(t: &Threshold) -> types::AccessReviewThreshold {
+    types::AccessReviewThreshold { name: t.name.clone(), filter: t.filter.clone(), approve: t.approve, deny: t.deny }
+}
+
 pub fn request_from_pb(r: &types::AccessRequestV3) -> AccessRequest {
     let meta = r.metadata.clone().unwrap_or_default();
     let spec = r.spec.clone().unwrap_or_default();
@@ -177,6 +186,13 @@ pub fn request_from_pb(r: &types::AccessRequestV3) -> AccessRequest {
         max_duration: time_from_pb(spec.max_duration.as_ref()),
         long_term: spec.request_kind == types::AccessRequestKind::LongTerm as i32,
         promoted_to: spec.access_list.map(|l| if l.title.is_empty() { l.name } else { l.title }),
+        thresholds: spec.thresholds.iter().map(threshold_from_pb).collect(),
+        role_thresholds: spec
+            .role_threshold_mapping
+            .into_iter()
+            .map(|(role, s)| (role, s.sets.into_iter().map(|set| set.indexes).collect()))
+            .collect(),
+        review_thresholds: spec.reviews.iter().map(|r| (r.author.clone(), r.threshold_indexes.clone())).collect(),
     }
 }
 
@@ -206,7 +222,23 @@ pub fn request_to_pb(r: &AccessRequest) -> types::AccessRequestV3 {
             resolve_reason: r.resolve_reason.clone(),
             resolve_annotations: Some(wrappers::LabelValues::default()),
             system_annotations: labels_to_pb(&r.system_annotations),
-            reviews: r.reviews.iter().map(review_to_pb).collect(),
+            reviews: r
+                .reviews
+                .iter()
+                .map(|rev| types::AccessReview {
+                    threshold_indexes: r.review_thresholds.get(&rev.author).cloned().unwrap_or_default(),
+                    ..review_to_pb(rev)
+                })
+                .collect(),
+            thresholds: r.thresholds.iter().map(threshold_to_pb).collect(),
+            role_threshold_mapping: r
+                .role_thresholds
+                .iter()
+                .map(|(role, sets)| {
+                    let sets = sets.iter().map(|i| types::ThresholdIndexSet { indexes: i.clone() }).collect();
+                    (role.clone(), types::ThresholdIndexSets { sets })
+                })
+                .collect(),
             suggested_reviewers: r.suggested_reviewers.clone(),
             requested_resource_i_ds: r.resources.iter().map(resource_id_to_pb).collect(),
             requested_resource_access_i_ds: r.constrained_resources.iter().map(constrained_to_pb).collect(),
@@ -336,6 +368,12 @@ mod tests {
             reason: "ok".into(),
             created: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_100)),
         });
+        r.thresholds = vec![
+            Threshold { name: "default".into(), filter: String::new(), approve: 1, deny: 1 },
+            Threshold { name: "two".into(), filter: r#"contains(reviewer.roles, "x")"#.into(), approve: 2, deny: 0 },
+        ];
+        r.role_thresholds.insert("editor".into(), vec![vec![0, 1], vec![1]]);
+        r.review_thresholds.insert("bob".into(), vec![0, 1]);
         assert_eq!(request_from_pb(&request_to_pb(&r)), r);
     }
 }
