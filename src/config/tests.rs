@@ -338,13 +338,13 @@ fn callback_listener_is_checked() {
 
 #[test]
 fn review_yaml_form_is_equivalent() {
-    let yaml = r#"
+    let yaml = r##"
 teleport: { addr: "auth:3025", identity: "/id" }
 slack: { token: "xoxb-1", signing_secret: "s" }
 role_to_recipients: { "*": "#access" }
 review: { enabled: true, app_token: "xapp-1", slack_user_id_trait: "slack_id" }
 http: { listen_addr: "0.0.0.0:8443" }
-"#;
+"##;
     let cfg = Config::parse(yaml, Format::Yaml, "t.yaml").unwrap();
     let r = slack_review(&cfg).unwrap();
     assert_eq!(r.mapping.user_id_trait, "slack_id");
