@@ -5,6 +5,7 @@ AccessRequestRoute."""
 from __future__ import annotations
 
 import copy
+import re
 
 import jsonschema
 import pytest
@@ -216,3 +217,21 @@ def test_readme_commands_name_the_real_paths():
         assert f"helm upgrade --install teleport-plugin-{chat} charts/teleport-plugin-{chat}" in text
         assert f"deploy/values/{chat}.yaml" in text
     assert "docker build -t" in text
+
+
+def test_top_readme_review_section_matches_the_repository():
+    """The README's review instructions name the real role, bot and labels."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Approve and deny from Slack") :]
+    section = section[: section.index("\n## ", 1)]
+    role = review_resources()["access-request-notifier-with-review"]
+    bot = teleport_resources()["bot"]["metadata"]["name"]
+    assert "deploy/teleport/plugin-role-review.yaml" in section
+    assert f"tctl bots update {bot} --set-roles {role['metadata']['name']}" in section
+    # The refusal reasons listed are the outcome labels of the code, all of them.
+    click = (ROOT / "src" / "chat" / "click.rs").read_text()
+    label_fn = click[click.index("pub fn label(") : click.index("pub fn text(")]
+    labels = set(re.findall(r'=>\s*"([a-z_]+)",', label_fn))
+    assert "submitted" in labels and "not_mapped" in labels
+    listed = section[section.index("teleport_plugin_reviews_refused") : section.index("teleport_plugin_callback_rejections")]
+    assert set(re.findall(r"`([a-z_]+)`", listed)) == labels - {"submitted"}
