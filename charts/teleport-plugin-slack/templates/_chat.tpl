@@ -100,8 +100,10 @@ Review from Slack is on: pending cards get Approve and Deny buttons. To finish:
   deploy/teleport/plugin-role-review.yaml in the repository. A review from
   Slack skips Teleport MFA and device trust: give the plugin a short-lived tbot
   identity.
-- Each reviewer's Teleport user needs the trait {{ $trait }} holding their Slack
-  member ID (U...; in Slack: profile, More, Copy member ID){{ if .Values.review.allowEmailUsernameMatch }}, or a user name
-  equal to their verified Slack email{{ end }}, and a role whose review_requests.roles
-  covers the requested roles.
+- Each reviewer's Teleport user needs the trait {{ $trait }} holding their
+  Slack member ID (U...; in Slack: profile, More, Copy member ID)
+{{- if .Values.review.allowEmailUsernameMatch }},
+  or a user name equal to their verified Slack email{{ end }}.
+- Reviewers also need a Teleport role whose review_requests.roles covers the
+  requested roles.
 {{- end }}
