@@ -565,6 +565,18 @@ def test_review_http_without_ingress_or_public_address():
     assert "Request URL to https://slack-hooks.example.com:8443/slack/interactions" in r.notes
 
 
+def test_callbacks_service_name_stays_distinct_for_long_names():
+    values = load_values("slack/minimal.yaml")
+    values.update(fullnameOverride="x" * 63, service={"enabled": True})
+    values["slack"]["signingSecret"] = "s"
+    values["review"] = {"enabled": True}
+    values["interactivity"] = {"enabled": True}
+    r = render("slack", values)
+    names = sorted(s["metadata"]["name"] for s in r.all("Service"))
+    assert names == sorted(["x" * 63, "x" * 53 + "-callbacks"])
+    assert all(len(n) <= 63 for n in names)
+
+
 def test_review_with_both_transports_warns_in_the_notes(tmp_path):
     values = merge(load_values("slack/minimal.yaml", "slack/review-http.yaml"), {
         "review": {"appTokenFromSecret": "slack-app-token", "appTokenSecretPath": "token"},

@@ -197,8 +197,9 @@ is empty, so their output is unchanged.
 {{- if and (include "plugin.reviewEnabled" .) (.Values.interactivity | default dict).enabled }}true{{ end }}
 {{- end }}
 
+{{/* Room for the suffix: a cut name would be the metrics Service's. */}}
 {{- define "plugin.callbacksName" -}}
-{{- printf "%s-callbacks" (include "plugin.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-callbacks" (include "plugin.fullname" . | trunc 53 | trimSuffix "-") }}
 {{- end }}
 
 {{/* The path the chat POSTs clicks to. */}}
