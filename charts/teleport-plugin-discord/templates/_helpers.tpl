@@ -140,7 +140,7 @@ always agree.
 
 {{/*
 Review from chat: Approve and Deny buttons, and where the clicks arrive. Only
-a chart with `review` values (Slack) has it; in the others every helper below
+a chart with `review` values (Slack) has it; in the others every template below
 is empty, so their output is unchanged.
 */}}
 {{- define "plugin.reviewEnabled" -}}
