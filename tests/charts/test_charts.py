@@ -3,6 +3,7 @@ lint, Kubernetes schemas, and the contracts the plugin relies on."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -32,11 +33,25 @@ SCENARIOS = {
     "identity-mount": ["{chat}/minimal.yaml", "common/identity-mount.yaml"],
     "official": ["{chat}/official.yaml"],
 }
-CASES = [pytest.param(chat, name, id=f"{chat}-{name}") for chat in CHATS for name in SCENARIOS]
+# Scenarios of one chat only (review from chat is Slack's).
+CHAT_SCENARIOS = {
+    "slack": {
+        "review-socket": ["slack/minimal.yaml", "slack/review-socket-mode.yaml"],
+        "review-http": ["slack/minimal.yaml", "slack/review-http.yaml"],
+    },
+}
+CASES = [pytest.param(chat, name, id=f"{chat}-{name}") for chat in CHATS for name in SCENARIOS] + [
+    pytest.param(chat, name, id=f"{chat}-{name}") for chat, extra in CHAT_SCENARIOS.items() for name in extra
+]
 
 
 def values_for(chat: str, scenario: str) -> dict:
-    return load_values(*(f.format(chat=chat) for f in SCENARIOS[scenario]))
+    files = CHAT_SCENARIOS.get(chat, {}).get(scenario) or SCENARIOS[scenario]
+    return load_values(*(f.format(chat=chat) for f in files))
+
+
+def review_on(r) -> bool:
+    return bool(r.values.get("review", {}).get("enabled"))
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +116,14 @@ def test_rendered_config_is_accepted_by_the_plugin(chat, scenario, rendered, tmp
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n--- config:\n{r.config_text}"
     assert "Configuration is valid" in result.stdout
     assert f"chats: {chat}" in result.stdout
+    if review_on(r):
+        # Review keys ([review], slack.signing_secret, http.listen_addr and
+        # public_addr) are read by the plugin's review support; a binary
+        # built without it warns about them. Their content is asserted on
+        # the TOML in the review tests below.
+        return
     # The chart writes no key the plugin does not know.
     assert "unknown key" not in result.stdout, result.stdout
-    if r.values.get("review", {}).get("enabled"):
-        assert "[review]" in result.stdout and "not supported" in result.stdout
 
 
 @pytest.mark.parametrize("chat,scenario", CASES)
@@ -148,6 +167,31 @@ def test_config_points_at_what_the_pod_mounts(chat, scenario, rendered):
         assert tp["identity_secret"]["namespace"] == NAMESPACE
         expected_key = "identity" if r.values.get("tbot", {}).get("enabled") else r.values["teleport"].get("identitySecretPath", "auth_id")
         assert tp["identity_secret"]["key"] == expected_key
+
+    # Review from chat: the app token and the signing secret are files from
+    # Secrets too, and the listener's certificate a mounted directory.
+    review = cfg.get("review", {})
+    signing = cfg[chat].get("signing_secret")
+    assert bool(review) == review_on(r)
+    for path, from_secret, key_path, made_key in (
+        (review.get("app_token"), r.values.get("review", {}).get("appTokenFromSecret"),
+         r.values.get("review", {}).get("appTokenSecretPath"), "slackAppToken"),
+        (signing, chat_values.get("signingSecretFromSecret"), chat_values.get("signingSecretSecretPath"), "slackSigningSecret"),
+    ):
+        if path is None:
+            continue
+        assert path.startswith(f"/var/lib/teleport/plugins/{chat}/")
+        m = mounts[path]
+        name = volumes[m["name"]]["secret"]["secretName"]
+        if from_secret:
+            assert (name, m["subPath"]) == (from_secret, key_path or made_key)
+        else:
+            assert m["subPath"] == made_key and made_key in r.one("Secret", name)["data"]
+    http = cfg["http"]
+    if "https_cert_file" in http:
+        tls_dir = http["https_cert_file"].rsplit("/", 1)[0]
+        assert http["https_key_file"] == f"{tls_dir}/tls.key"
+        assert volumes[mounts[tls_dir]["name"]]["secret"]["secretName"] == r.values["interactivity"]["tlsSecretName"]
 
     # The chart's own mounts are read-only.
     own = {v["name"] for v in pod["volumes"] if "configMap" in v or "secret" in v}
@@ -377,8 +421,13 @@ def test_official_keys_keep_their_meaning(chat, rendered):
         # A string or a list per role, as written.
         assert cfg["role_to_recipients"] == v["roleToRecipients"]
     if chat == "slack":
-        assert cfg["review"] == {"enabled": True, "slack_user_id_trait": "slack_uid", "allow_email_username_match": False}
-        assert "not supported" in r.notes
+        assert cfg["review"] == {
+            "enabled": True,
+            "app_token": "/var/lib/teleport/plugins/slack/slack-app-token",
+            "slack_user_id_trait": "slack_uid",
+            "allow_email_username_match": False,
+        }
+        assert "Review from Slack is on" in r.notes
 
 
 @pytest.mark.parametrize("chat", CHATS)
@@ -389,11 +438,20 @@ def test_upstream_lint_values_render(chat):
     r = render(chat, merge(base, tbot_enabled))
     assert r.config["teleport"]["identity_secret"]["key"] == "identity"
     if chat == "slack":
+        # The official review example's placeholder token is refused at
+        # install: an app-level token starts with xapp- (the plugin would
+        # refuse it at start). With a real-looking token it renders as the
+        # official chart renders it: its Secret, key and mount path.
         review = {"review": {"enabled": True, "appToken": "test-app-token", "slackUserIdTrait": "slack_uid", "allowEmailUsernameMatch": False}}
+        with pytest.raises(helm.HelmValuesError, match="xapp-"):
+            render(chat, merge(base, review))
+        review["review"]["appToken"] = "xapp-1-test-app-token"
         r = render(chat, merge(base, review))
         assert r.config["review"]["enabled"] is True
-        # No Secret for an app token the plugin does not use.
-        assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+        secret = r.one("Secret", f"{r.fullname}-app-token-secret")
+        assert base64.b64decode(secret["data"]["slackAppToken"]).decode() == "xapp-1-test-app-token"
+        mount = next(m for m in r.container["volumeMounts"] if m["name"] == "password-file-app-token")
+        assert (mount["mountPath"], mount["subPath"]) == ("/var/lib/teleport/plugins/slack/slack-app-token", "slackAppToken")
 
 
 @pytest.mark.parametrize("chat", CHATS)
@@ -412,6 +470,227 @@ def test_values_are_written_safely_into_toml(chat, tmp_path):
     else:
         assert cfg["role_to_recipients"] == {"*": tricky, 'we"ird': [tricky, "x"]}
     assert plugin_check(r.config_text, tmp_path).returncode == 0
+
+
+# ---------------------------------------------------------------- review from Slack
+
+
+def callbacks_objects(r) -> list[dict]:
+    return [d for d in r.docs if d["metadata"]["name"].endswith("-callbacks")]
+
+
+def test_review_over_socket_mode(rendered):
+    r = rendered("slack", "review-socket")
+    cfg = r.config
+    assert cfg["review"] == {
+        "enabled": True,
+        "app_token": "/var/lib/teleport/plugins/slack/slack-app-token",
+        "allow_email_username_match": True,
+    }
+    # Socket Mode connects out: no listener, no signing secret, nothing exposed.
+    assert "signing_secret" not in cfg["slack"]
+    assert set(cfg["http"]) == {"listen"}
+    assert [p["name"] for p in r.container["ports"]] == ["http"]
+    assert not callbacks_objects(r)
+    secret = r.one("Secret", f"{r.fullname}-app-token-secret")
+    assert base64.b64decode(secret["data"]["slackAppToken"]).decode() == r.values["review"]["appToken"]
+    # The token is in no other object.
+    for d in r.docs:
+        if d is not secret:
+            assert r.values["review"]["appToken"] not in json.dumps(d)
+    assert "checksum/review" in r.pod_annotations
+    notes = r.notes
+    assert "Socket Mode on" in notes and "connections:write" in notes and "Request URL" not in notes
+    assert "users:read.email" in notes and "trait slack_user_id holding" in notes
+    assert "deploy/teleport/plugin-role-review.yaml" in notes and "MFA" in notes
+
+
+def test_review_over_http(rendered):
+    r = rendered("slack", "review-http")
+    cfg = r.config
+    assert cfg["review"] == {"enabled": True, "slack_user_id_trait": "slack_uid", "allow_email_username_match": False}
+    assert cfg["slack"]["signing_secret"] == "/var/lib/teleport/plugins/slack/slack-signing-secret"
+    assert cfg["http"] == {
+        "listen": "0.0.0.0:8081",
+        "listen_addr": "0.0.0.0:9443",
+        # Taken from the ingress host.
+        "public_addr": "https://teleport-slack.example.com",
+        "https_key_file": "/var/lib/teleport/plugins/slack/callback-tls/tls.key",
+        "https_cert_file": "/var/lib/teleport/plugins/slack/callback-tls/tls.crt",
+    }
+    ports = {p["name"]: p["containerPort"] for p in r.container["ports"]}
+    assert ports == {"http": 8081, "callbacks": 9443}
+    # The signing secret is an existing Secret: the chart makes none.
+    assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+
+    name = f"{r.fullname}-callbacks"
+    svc = r.one("Service", name)
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["spec"]["ports"] == [{"name": "callbacks", "port": 443, "targetPort": "callbacks", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == r.deployment["spec"]["selector"]["matchLabels"]
+    assert svc["metadata"]["annotations"] == r.values["interactivity"]["service"]["annotations"]
+    # The metrics port stays off the exposed Service (no metrics Service here).
+    assert not [s for s in r.all("Service") if s["metadata"]["name"] == r.fullname]
+
+    ing = r.one("Ingress", name)
+    spec = ing["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"secretName": "teleport-slack-tls", "hosts": ["teleport-slack.example.com"]}]
+    assert ing["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}
+    [rule] = spec["rules"]
+    assert rule["host"] == "teleport-slack.example.com"
+    assert rule["http"]["paths"] == [
+        {"path": "/slack/interactions", "pathType": "Exact", "backend": {"service": {"name": name, "port": {"name": "callbacks"}}}}
+    ]
+    assert "Request URL to https://teleport-slack.example.com/slack/interactions" in r.notes
+    assert "Socket Mode on" not in r.notes and "WARNING" not in r.notes
+
+
+def test_review_http_without_ingress_or_public_address():
+    values = load_values("slack/minimal.yaml")
+    values["slack"]["signingSecret"] = "8f742231b10e8888abcd99yyyzzz85a5"
+    values["review"] = {"enabled": True}
+    values["interactivity"] = {"enabled": True}
+    r = render("slack", values)
+    assert r.config["http"] == {"listen": "0.0.0.0:8081", "listen_addr": "0.0.0.0:8443"}
+    secret = r.one("Secret", f"{r.fullname}-signing-secret")
+    assert base64.b64decode(secret["data"]["slackSigningSecret"]).decode() == "8f742231b10e8888abcd99yyyzzz85a5"
+    svc = r.one("Service", f"{r.fullname}-callbacks")
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["ports"][0]["port"] == 8443
+    assert not r.all("Ingress")
+    assert f"the address Slack reaches Service {r.fullname}-callbacks>/slack/interactions" in r.notes
+    values["interactivity"]["publicAddr"] = "https://slack-hooks.example.com:8443"
+    r = render("slack", values)
+    assert r.config["http"]["public_addr"] == "https://slack-hooks.example.com:8443"
+    assert "Request URL to https://slack-hooks.example.com:8443/slack/interactions" in r.notes
+
+
+def test_callbacks_service_name_stays_distinct_for_long_names():
+    values = load_values("slack/minimal.yaml")
+    values.update(fullnameOverride="x" * 63, service={"enabled": True})
+    values["slack"]["signingSecret"] = "s"
+    values["review"] = {"enabled": True}
+    values["interactivity"] = {"enabled": True}
+    r = render("slack", values)
+    names = sorted(s["metadata"]["name"] for s in r.all("Service"))
+    assert names == sorted(["x" * 63, "x" * 53 + "-callbacks"])
+    assert all(len(n) <= 63 for n in names)
+
+
+def test_review_with_both_transports_warns_in_the_notes(tmp_path):
+    values = merge(load_values("slack/minimal.yaml", "slack/review-http.yaml"), {
+        "review": {"appTokenFromSecret": "slack-app-token", "appTokenSecretPath": "token"},
+    })
+    r = render("slack", values)
+    assert r.config["review"]["app_token"] == "/var/lib/teleport/plugins/slack/slack-app-token"
+    assert "signing_secret" in r.config["slack"]
+    assert "WARNING: both review.appToken and slack.signingSecret are set" in r.notes
+    # Both Secrets are existing ones: the chart makes neither.
+    assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+    result = plugin_check(r.config_text, tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
+def test_review_off_renders_nothing_of_review():
+    """review.enabled is the switch: the other review values may stay set."""
+    values = merge(load_values("slack/minimal.yaml", "slack/review-http.yaml"), {
+        "review": {"enabled": False, "appToken": "xapp-1-unused"},
+        "slack": {"signingSecret": "unused", "signingSecretFromSecret": ""},
+    })
+    r = render("slack", values)
+    assert "review" not in r.config and "signing_secret" not in r.config["slack"]
+    assert set(r.config["http"]) == {"listen"}
+    assert not callbacks_objects(r) and [p["name"] for p in r.container["ports"]] == ["http"]
+    assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+    assert "checksum/review" not in r.pod_annotations and "Review from Slack" not in r.notes
+    assert r.pod_annotations == render("slack", load_values("slack/minimal.yaml")).pod_annotations
+
+
+def test_review_secrets_roll_the_pods():
+    base = load_values("slack/minimal.yaml", "slack/review-socket-mode.yaml")
+    before = render("slack", base).pod_annotations
+    after = render("slack", merge(base, {"review": {"appToken": "xapp-1-rotated"}})).pod_annotations
+    assert after["checksum/review"] != before["checksum/review"]
+    assert (after["checksum/config"], after["checksum/token"]) == (before["checksum/config"], before["checksum/token"])
+
+    http = merge(
+        load_values("slack/minimal.yaml"),
+        {"slack": {"signingSecret": "one"}, "review": {"enabled": True}, "interactivity": {"enabled": True}},
+    )
+    before = render("slack", http).pod_annotations
+    after = render("slack", merge(http, {"slack": {"signingSecret": "two"}})).pod_annotations
+    assert after["checksum/review"] != before["checksum/review"] and after["checksum/config"] == before["checksum/config"]
+    after = render("slack", merge(http, {"interactivity": {"port": 9000}})).pod_annotations
+    assert after["checksum/config"] != before["checksum/config"]
+
+
+REVIEW_FAILURES = [
+    pytest.param({"review": {"enabled": True}}, "review.enabled needs a way for Slack to deliver the clicks", id="no-transport"),
+    pytest.param(
+        {"review": {"enabled": True}, "slack": {"signingSecret": "s"}},
+        "slack.signingSecret needs interactivity.enabled=true",
+        id="signing-secret-without-listener",
+    ),
+    pytest.param(
+        {"review": {"enabled": True}, "slack": {"signingSecretFromSecret": "s"}},
+        "slack.signingSecret needs interactivity.enabled=true",
+        id="signing-secret-from-secret-without-listener",
+    ),
+    pytest.param(
+        {"review": {"enabled": True, "appToken": "xapp-1-x"}, "interactivity": {"enabled": True}},
+        "interactivity.enabled needs slack.signingSecret or slack.signingSecretFromSecret",
+        id="listener-without-signing-secret",
+    ),
+    pytest.param(
+        {"review": {"enabled": True}, "slack": {"signingSecret": "s"}, "interactivity": {"enabled": True, "port": 8081}},
+        r"interactivity.port \(8081\) must differ from http.port",
+        id="port-clash",
+    ),
+    pytest.param(
+        {"review": {"enabled": True, "appToken": "xapp-1-x"}, "interactivity": {"ingress": {"enabled": True, "host": "a.example.com"}}},
+        "interactivity.ingress.enabled needs interactivity.enabled=true",
+        id="ingress-without-listener",
+    ),
+    pytest.param(
+        {"review": {"enabled": True}, "slack": {"signingSecret": "s"}, "interactivity": {"enabled": True, "ingress": {"enabled": True}}},
+        "interactivity.ingress.host is required",
+        id="ingress-without-host",
+    ),
+]
+
+
+@pytest.mark.parametrize("over,message", REVIEW_FAILURES)
+def test_impossible_review_settings_fail_with_the_fix(over, message):
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render("slack", merge(load_values("slack/minimal.yaml"), over))
+
+
+def test_review_schema():
+    base = load_values("slack/minimal.yaml")
+    for bad in (
+        {"review": {"appToken": "xoxb-a-bot-token"}},
+        {"review": {"appToken": "xapp-with space"}},
+        {"review": {"appTokenSecretPath": ""}},
+        {"review": {"enabled": "yes"}},
+        {"slack": {"signingSecret": "abc\n"}},
+        {"interactivity": {"port": "8443"}},
+        {"interactivity": {"publicAddr": "http://teleport-slack.example.com"}},
+        {"interactivity": {"publicAddr": "https://teleport-slack.example.com/slack/interactions"}},
+        {"interactivity": {"service": {"type": "ExternalName"}}},
+        {"interactivity": {"ingress": {"host": "https://teleport-slack.example.com"}}},
+        {"interactivity": {"ingress": {"tls": [{"secret": "x"}]}}},
+        {"interactivity": {"listen": "0.0.0.0:8443"}},
+    ):
+        with pytest.raises(helm.HelmValuesError):
+            render("slack", merge(base, bad))
+
+
+def test_chats_without_review_have_no_review_values():
+    for chat in ("discord", "mattermost"):
+        base = load_values(f"{chat}/minimal.yaml")
+        for extra in ({"review": {"enabled": True}}, {"interactivity": {"enabled": True}}, {chat: {"signingSecret": "s"}}):
+            with pytest.raises(helm.HelmValuesError):
+                render(chat, merge(base, extra))
 
 
 # ---------------------------------------------------------------- failures
@@ -511,7 +790,7 @@ def test_templates_are_shared_between_the_charts():
                 assert (other / name).read_text() == (slack / name).read_text(), f"{chat}/templates/{name} differs from slack's"
 
 
-CHAT_KEYS = {"slack": {"slack", "roleToRecipients", "review"}, "discord": {"discord", "roleToRecipients"}, "mattermost": {"mattermost", "roleToRecipients"}}
+CHAT_KEYS = {"slack": {"slack", "roleToRecipients", "review", "interactivity"}, "discord": {"discord", "roleToRecipients"}, "mattermost": {"mattermost", "roleToRecipients"}}
 
 
 def test_values_and_schemas_agree_between_the_charts():

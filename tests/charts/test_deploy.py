@@ -5,12 +5,13 @@ AccessRequestRoute."""
 from __future__ import annotations
 
 import copy
+import re
 
 import jsonschema
 import pytest
 import yaml
 
-from chartkit import CHATS, NAMESPACE, ROOT, lint, load_values, plugin_check, render, validate_kube
+from chartkit import CHATS, NAMESPACE, ROOT, lint, load_values, merge, plugin_check, render, validate_kube
 
 DEPLOY = ROOT / "deploy"
 
@@ -25,6 +26,14 @@ def by_kind(items: list[dict], kind: str) -> list[dict]:
 
 def teleport_resources() -> dict[str, dict]:
     return {d["kind"]: d for d in docs(DEPLOY / "teleport" / "plugin-role.yaml")}
+
+
+def review_resources() -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs(DEPLOY / "teleport" / "plugin-role-review.yaml")}
+
+
+def grants(role: dict) -> dict[str, set]:
+    return {res: set(rule["verbs"]) for rule in role["spec"]["allow"]["rules"] for res in rule["resources"]}
 
 
 def tbot_manifests() -> list[dict]:
@@ -51,6 +60,35 @@ def test_role_grants_what_the_plugin_needs_and_no_more():
     assert set(t) == {"role", "bot", "token", "user"}
     role = t["role"]["metadata"]["name"]
     assert t["bot"]["spec"]["roles"] == [role] and t["user"]["spec"]["roles"] == [role]
+
+
+def test_review_role_is_the_notifier_plus_reviews_on_behalf_of_users():
+    notifier = teleport_resources()["role"]
+    review = review_resources()
+    assert set(review) == {"access-request-notifier-with-review", "access-request-reviewer"}
+    role = review["access-request-notifier-with-review"]
+    # v8, as the preset access-plugin-with-review.
+    assert (role["kind"], role["version"]) == ("role", "v8")
+    # The notifier's rules, plus `list` on users: ListUsers (mapping a
+    # clicker by trait) needs list and read.
+    assert grants(role) == {**grants(notifier), "user": {"list", "read"}}
+    allow = role["spec"]["allow"]
+    assert set(allow) == {"rules", "review_requests"} and set(role["spec"]) == {"allow"}
+    # As the preset: submit for any user, preview as list-access-request-resources.
+    assert allow["review_requests"] == {"submit_for_users": ["*"], "preview_as_roles": ["list-access-request-resources"]}
+    # The reviewers' own role grants reviewing and nothing else.
+    reviewer = review["access-request-reviewer"]
+    assert set(reviewer["spec"]["allow"]) == {"review_requests"}
+    assert reviewer["spec"]["allow"]["review_requests"]["roles"]
+    assert "submit_for_users" not in reviewer["spec"]["allow"]["review_requests"]
+
+
+def test_review_role_file_says_how_to_use_it_and_what_it_risks():
+    text = (DEPLOY / "teleport" / "plugin-role-review.yaml").read_text()
+    bot = teleport_resources()["bot"]["metadata"]["name"]
+    assert f"tctl bots update {bot} --set-roles access-request-notifier-with-review" in text
+    for phrase in ("submit_for_users", "MFA", "device trust", "tbot", "slack_user_id", "tctl get users/", "tctl create -f"):
+        assert phrase in text, phrase
 
 
 def test_join_token_admits_the_tbot_service_account():
@@ -96,6 +134,28 @@ def test_values_file_installs_and_reads_tbots_secret(chat, tmp_path):
     result = plugin_check(r.config_text, tmp_path)
     assert result.returncode == 0, result.stdout
     assert r.config["routing"]["namespace"] == route()["metadata"]["namespace"]
+
+
+def test_slack_values_review_example_installs_when_uncommented(tmp_path):
+    """The commented Socket Mode example in deploy/values/slack.yaml is valid."""
+    lines = (DEPLOY / "values" / "slack.yaml").read_text().splitlines()
+    start = lines.index("# review:")
+    block = [lines[start][2:]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[2:])
+    example = yaml.safe_load("\n".join(block))
+    assert example["review"]["enabled"] is True
+    values = merge(load_values(DEPLOY / "values" / "slack.yaml"), example)
+    r = render("slack", values)
+    assert r.config["review"]["app_token"] == "/var/lib/teleport/plugins/slack/slack-app-token"
+    mount = next(m for m in r.container["volumeMounts"] if m["mountPath"] == r.config["review"]["app_token"])
+    volume = next(v for v in r.deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    assert (volume["secret"]["secretName"], mount["subPath"]) == ("slack-app-token", "token")
+    assert not [d for d in r.docs if d["metadata"]["name"].endswith("-callbacks")]
+    result = plugin_check(r.config_text, tmp_path)
+    assert result.returncode == 0, result.stdout
 
 
 def route() -> dict:
@@ -145,9 +205,33 @@ def test_crd_schema_check_refuses_a_wrong_route():
 
 def test_readme_commands_name_the_real_paths():
     text = (DEPLOY / "README.md").read_text()
-    for path in ["deploy/teleport/plugin-role.yaml", "deploy/tbot/rbac.yaml", "deploy/tbot/tbot.yaml", "deploy/routes/accessrequestroute.yaml"]:
+    for path in [
+        "deploy/teleport/plugin-role.yaml",
+        "deploy/teleport/plugin-role-review.yaml",
+        "deploy/tbot/rbac.yaml",
+        "deploy/tbot/tbot.yaml",
+        "deploy/routes/accessrequestroute.yaml",
+    ]:
         assert path in text and (ROOT / path).is_file(), path
     for chat in CHATS:
         assert f"helm upgrade --install teleport-plugin-{chat} charts/teleport-plugin-{chat}" in text
         assert f"deploy/values/{chat}.yaml" in text
     assert "docker build -t" in text
+
+
+def test_top_readme_review_section_matches_the_repository():
+    """The README's review instructions name the real role, bot and labels."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Approve and deny from Slack") :]
+    section = section[: section.index("\n## ", 1)]
+    role = review_resources()["access-request-notifier-with-review"]
+    bot = teleport_resources()["bot"]["metadata"]["name"]
+    assert "deploy/teleport/plugin-role-review.yaml" in section
+    assert f"tctl bots update {bot} --set-roles {role['metadata']['name']}" in section
+    # The refusal reasons listed are the outcome labels of the code, all of them.
+    click = (ROOT / "src" / "chat" / "click.rs").read_text()
+    label_fn = click[click.index("pub fn label(") : click.index("pub fn text(")]
+    labels = set(re.findall(r'=>\s*"([a-z_]+)",', label_fn))
+    assert "submitted" in labels and "not_mapped" in labels
+    listed = section[section.index("teleport_plugin_reviews_refused") : section.index("teleport_plugin_callback_rejections")]
+    assert set(re.findall(r"`([a-z_]+)`", listed)) == labels - {"submitted"}

@@ -139,6 +139,89 @@ always agree.
 {{- end }}
 
 {{/*
+Review from chat: Approve and Deny buttons, and where the clicks arrive. Only
+a chart with `review` values (Slack) has it; in the others every template below
+is empty, so their output is unchanged.
+*/}}
+{{- define "plugin.reviewEnabled" -}}
+{{- if (.Values.review | default dict).enabled }}true{{ end }}
+{{- end }}
+
+{{/* The app-level token (Socket Mode): a file from a Secret, like the bot token. */}}
+{{- define "plugin.appTokenFile" -}}
+/var/lib/teleport/plugins/{{ include "plugin.chat" . }}/{{ include "plugin.chat" . }}-app-token
+{{- end }}
+
+{{- define "plugin.appTokenSecretName" -}}
+{{- default (printf "%s-app-token-secret" (include "plugin.fullname" .)) .Values.review.appTokenFromSecret }}
+{{- end }}
+
+{{- define "plugin.appTokenSecretKey" -}}
+{{- default (printf "%sAppToken" (include "plugin.chat" .)) .Values.review.appTokenSecretPath }}
+{{- end }}
+
+{{- define "plugin.hasAppToken" -}}
+{{- if and (include "plugin.reviewEnabled" .) (or .Values.review.appToken .Values.review.appTokenFromSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The signing secret (clicks POSTed over HTTP): a file from a Secret too. */}}
+{{- define "plugin.signingSecretFile" -}}
+/var/lib/teleport/plugins/{{ include "plugin.chat" . }}/{{ include "plugin.chat" . }}-signing-secret
+{{- end }}
+
+{{- define "plugin.signingSecretName" -}}
+{{- $chat := include "plugin.chatValues" . | fromJson }}
+{{- default (printf "%s-signing-secret" (include "plugin.fullname" .)) $chat.signingSecretFromSecret }}
+{{- end }}
+
+{{- define "plugin.signingSecretKey" -}}
+{{- $chat := include "plugin.chatValues" . | fromJson }}
+{{- default (printf "%sSigningSecret" (include "plugin.chat" .)) $chat.signingSecretSecretPath }}
+{{- end }}
+
+{{- define "plugin.hasSigningSecret" -}}
+{{- $chat := include "plugin.chatValues" . | fromJson }}
+{{- if and (include "plugin.reviewEnabled" .) (or $chat.signingSecret $chat.signingSecretFromSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The interactivity values, with the nested blocks always present. */}}
+{{- define "plugin.interactivity" -}}
+{{- $ia := deepCopy (.Values.interactivity | default dict) }}
+{{- $_ := set $ia "service" ($ia.service | default dict) }}
+{{- $_ := set $ia "ingress" ($ia.ingress | default dict) }}
+{{- $ia | toJson }}
+{{- end }}
+
+{{/* Whether the callback listener runs: review on and interactivity enabled. */}}
+{{- define "plugin.callbacksOn" -}}
+{{- if and (include "plugin.reviewEnabled" .) (.Values.interactivity | default dict).enabled }}true{{ end }}
+{{- end }}
+
+{{/* Room for the suffix: a cut name would be the metrics Service's. */}}
+{{- define "plugin.callbacksName" -}}
+{{- printf "%s-callbacks" (include "plugin.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The path the chat POSTs clicks to. */}}
+{{- define "plugin.callbackPath" -}}
+/{{ include "plugin.chat" . }}/interactions
+{{- end }}
+
+{{- define "plugin.callbackTlsDir" -}}
+/var/lib/teleport/plugins/{{ include "plugin.chat" . }}/callback-tls
+{{- end }}
+
+{{/* Where the chat reaches the listener: publicAddr, else the ingress host. */}}
+{{- define "plugin.publicAddr" -}}
+{{- $ia := include "plugin.interactivity" . | fromJson }}
+{{- if $ia.publicAddr }}
+{{- $ia.publicAddr }}
+{{- else if and $ia.ingress.enabled $ia.ingress.host }}
+{{- printf "https://%s" $ia.ingress.host }}
+{{- end }}
+{{- end }}
+
+{{/*
 The configuration file (TOML). Every value goes through toJson: a JSON string
 is a valid TOML basic string, so quotes and backslashes in values cannot break
 the file.
@@ -169,6 +252,19 @@ format = {{ .Values.log.format | default "text" | toJson }}
 [http]
 # /healthz, /readyz and /metrics (probes and scraping).
 listen = {{ printf "0.0.0.0:%v" .Values.http.port | toJson }}
+{{- if include "plugin.callbacksOn" . }}
+{{- $ia := include "plugin.interactivity" . | fromJson }}
+# The callback listener: the chat POSTs button clicks to {{ include "plugin.callbackPath" . }}
+# on its own port (Service {{ include "plugin.callbacksName" . }}).
+listen_addr = {{ printf "0.0.0.0:%d" (int $ia.port) | toJson }}
+{{- with include "plugin.publicAddr" . }}
+public_addr = {{ . | toJson }}
+{{- end }}
+{{- if $ia.tlsSecretName }}
+https_key_file = {{ printf "%s/tls.key" (include "plugin.callbackTlsDir" .) | toJson }}
+https_cert_file = {{ printf "%s/tls.crt" (include "plugin.callbackTlsDir" .) | toJson }}
+{{- end }}
+{{- end }}
 {{- if or .Values.plugin.concurrency .Values.plugin.claimLease .Values.plugin.shutdownGrace }}
 
 # instance_id is left to its default, the pod name: unique per replica.
