@@ -117,6 +117,9 @@ pub struct RawDiscord {
 pub struct RawMattermost {
     pub url: Option<String>,
     pub token: Option<String>,
+    /// Older guides' default recipient: `team` with `channel`.
+    pub team: Option<String>,
+    pub channel: Option<String>,
     pub recipients: Option<Vec<String>>,
     pub role_to_recipients: Option<RawRouting>,
 }
@@ -475,10 +478,21 @@ impl RawConfig {
                 }
             };
             // As upstream: a non-empty recipients list replaces the role map.
-            let routing = match m.recipients.as_ref().filter(|r| !r.is_empty()) {
+            let mut routing = match m.recipients.as_ref().filter(|r| !r.is_empty()) {
                 Some(list) => BTreeMap::from([("*".to_string(), list.clone())]),
                 None => pick(&m.role_to_recipients, "mattermost.role_to_recipients", chk).0,
             };
+            match (non_empty(&m.team), non_empty(&m.channel)) {
+                (Some(team), Some(channel)) => {
+                    // The older guides' default recipient, used where no
+                    // routing names a default of its own.
+                    if routing.get("*").is_none_or(|v| v.is_empty()) {
+                        routing.insert("*".into(), vec![format!("{team}/{channel}")]);
+                    }
+                }
+                (None, None) => {}
+                _ => chk.problem("mattermost: team and channel name the default recipient together (team/channel as in the channel URL); set both or neither"),
+            }
             if let Some(token) = token {
                 chats.push(ChatConfig::Mattermost { url, token, routing });
             }

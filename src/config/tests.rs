@@ -350,3 +350,23 @@ http: { listen_addr: "0.0.0.0:8443" }
     assert_eq!(r.mapping.user_id_trait, "slack_id");
     assert!(r.app_token.is_some() && r.signing_secret.is_some());
 }
+
+#[test]
+fn mattermost_team_and_channel_are_the_default_recipient() {
+    let text = r##"
+[teleport]
+addr = "auth:3025"
+identity = "/id"
+[mattermost]
+url = "https://mm.example.com"
+token = "t"
+team = "eng"
+channel = "access"
+"##;
+    let cfg = toml(text).unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    assert_eq!(cfg.chats[0].routing()["*"], vec!["eng/access"]);
+    let own = toml(&format!("{text}[mattermost.role_to_recipients]\n\"*\" = \"ops/alerts\"\n")).unwrap();
+    assert_eq!(own.chats[0].routing()["*"], vec!["ops/alerts"], "an explicit default wins");
+    assert!(problems(&text.replace("channel = \"access\"\n", "")).contains("set both or neither"));
+}
