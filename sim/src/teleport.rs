@@ -36,6 +36,9 @@ use teleport_plugin_proto::teleport::accessmonitoringrules::v1 as amr;
 use teleport_plugin_proto::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server as amr_srv;
 use teleport_plugin_proto::types;
 
+mod resources;
+pub use resources::SimResource;
+
 /// Knobs fixed at start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -112,6 +115,8 @@ struct Inner {
     min_client: Option<version_policy::Version>,
     /// Calls refused by the version policy, with the version they announced.
     version_refusals: Mutex<Vec<version_policy::Refusal>>,
+    /// Nodes, apps and databases for `ListResources` ([`resources`]).
+    resources: Mutex<resources::Resources>,
 }
 
 /// Handle to a running simulator. Cheap to clone; the server stops when
@@ -142,6 +147,7 @@ impl TeleportSim {
             inits: Mutex::default(),
             min_client,
             version_refusals: Mutex::default(),
+            resources: Mutex::default(),
             cfg,
         });
         let listener = TcpListener::bind(inner.cfg.bind).await?;
@@ -820,6 +826,13 @@ impl auth_srv::AuthService for Service {
             })
             .ok_or_else(|| Status::not_found(format!("access request {:?} not found", sub.request_id)))?;
         Ok(Response::new(updated))
+    }
+
+    async fn list_resources(
+        &self,
+        req: Request<proto::ListResourcesRequest>,
+    ) -> Result<Response<proto::ListResourcesResponse>, Status> {
+        resources::list(&self.0, req).await
     }
 }
 
