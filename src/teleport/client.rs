@@ -85,14 +85,14 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-fn unary<T>(msg: T) -> Request<T> {
+pub(super) fn unary<T>(msg: T) -> Request<T> {
     let mut req = Request::new(msg);
     req.set_timeout(CALL_TIMEOUT);
     req
 }
 
 impl Connection {
-    fn auth(&self) -> AuthClient {
+    pub(super) fn auth(&self) -> AuthClient {
         AuthServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
     }
@@ -128,6 +128,8 @@ pub struct TeleportClient {
     opts: ChannelOptions,
     current: ArcSwap<Connection>,
     generations: AtomicU64,
+    /// Labels of requested resources, per request ([`super::resources`]).
+    labels: super::resources::LabelCache,
 }
 
 impl TeleportClient {
@@ -147,7 +149,13 @@ impl TeleportClient {
             }
         })?;
         check_server_version(&info.server_version)?;
-        let client = Self { dialer, opts, current: ArcSwap::from_pointee(conn), generations };
+        let client = Self {
+            dialer,
+            opts,
+            current: ArcSwap::from_pointee(conn),
+            generations,
+            labels: Default::default(),
+        };
         Ok((client, info))
     }
 
@@ -167,6 +175,10 @@ impl TeleportClient {
 
     pub fn connection(&self) -> Arc<Connection> {
         self.current.load_full()
+    }
+
+    pub(super) fn label_cache(&self) -> &super::resources::LabelCache {
+        &self.labels
     }
 
     pub async fn ping(&self) -> Result<ClusterInfo, Status> {
