@@ -5,8 +5,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "teleport/wrappers.proto",
         "teleport/types.proto",
+        "teleport/resources.proto",
         "teleport/header.proto",
         "teleport/access_monitoring_rules.proto",
+        "teleport/list_resources.proto",
         "teleport/authservice.proto",
         "teleport/users_service.proto",
     ];

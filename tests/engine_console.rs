@@ -182,3 +182,86 @@ async fn monitoring_rules_with_traits_and_schedules_route_requests() {
     assert_eq!(posted_to(denied.id()), vec!["#access", "#dev"]);
     assert!(running.stop(Duration::from_secs(5)).await);
 }
+
+/// A rule over the labels every requested resource shares routes resource
+/// requests through the plugin as upstream: the labels are listed with
+/// ListResources, a resource that is gone is left out, and when the plugin
+/// may not list resources the rules are skipped for static routing.
+#[tokio::test]
+async fn monitoring_rules_on_resource_labels_route_resource_requests() {
+    use teleport_plugin_sim::access;
+    use teleport_plugin_sim::teleport::SimResource;
+
+    let env = Env::new().await;
+    env.sim.put_node("web-1", &[("env", "prod"), ("team", "payments")]);
+    env.sim.put_node("web-2", &[("env", "prod")]);
+    env.sim.put_node("dev-1", &[("env", "dev")]);
+    env.sim.put_resource(SimResource::db("orders").labels(&[("engine", "pg")]).dynamic(&[("env", "prod")]));
+    env.sim.put_rule(access::monitoring_rule(
+        "prod",
+        &["access_request"],
+        r#"access_request.spec.resource_labels_intersection["env"].contains("prod")"#,
+        "console",
+        &["#prod"],
+    ));
+    let (console, out) = ConsoleChat::buffered();
+    let running = launch(&env.config(CONSOLE), vec![Arc::new(console) as Arc<dyn Chat>], Extras::default()).await.unwrap();
+    assert!(running.ready(Duration::from_secs(10)).await);
+
+    let posted_to = |id: &str| -> Vec<String> {
+        let o = text(&out);
+        let mut to: Vec<String> = o
+            .split("\n[")
+            .filter(|block| block.contains(&format!("ID: {id}\n")))
+            .filter_map(|block| {
+                let head = block.lines().next()?;
+                head.split_once("] post to ")?.1.strip_suffix(" (card)").map(String::from)
+            })
+            .collect();
+        to.sort();
+        to
+    };
+    let cluster = env.sim.cluster_name().to_string();
+    let for_resources = |resources: &[(&str, &str)]| {
+        let mut r = access::new_request("alice@example.com", &["access"]);
+        r.spec_mut().requested_resource_i_ds =
+            resources.iter().map(|(kind, name)| access::resource_id(&cluster, kind, name, "")).collect();
+        env.sim.create_request(r)
+    };
+    let settle = |ids: &[&str]| {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let (posted_to, out) = (&posted_to, &out);
+        async move {
+            assert!(eventually(Duration::from_secs(10), || ids.iter().all(|id| !posted_to(id).is_empty())).await, "{}", text(&out));
+            // Give a wrong extra post the chance to show up.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+
+    let all_prod = for_resources(&[("node", "web-1"), ("node", "web-2"), ("db", "orders")]);
+    let mixed = for_resources(&[("node", "web-1"), ("node", "dev-1")]);
+    settle(&[all_prod.id(), mixed.id()]).await;
+    assert_eq!(posted_to(all_prod.id()), vec!["#prod"], "{}", text(&out));
+    assert_eq!(posted_to(mixed.id()), vec!["#access"], "dev-1 is not prod: static routing");
+    // One call per resource type and request (node + db_server, then node),
+    // plus the empty last page Auth leaves after a full one (dev-1 and web-1
+    // fill the second request's page; web-2 follows).
+    assert_eq!(env.sim.calls("ListResources"), 4);
+    assert!(env.sim.list_resources_requests().iter().all(|r| r.use_preview_as_roles));
+
+    // A role request lists nothing and is routed statically.
+    let roles_only = env.sim.request("alice@example.com", &["dev"], "");
+    // A node that is gone is left out: web-1 alone decides.
+    let one_gone = for_resources(&[("node", "web-1"), ("node", "web-9")]);
+    settle(&[roles_only.id(), one_gone.id()]).await;
+    assert_eq!(posted_to(roles_only.id()), vec!["#access", "#dev"]);
+    assert_eq!(posted_to(one_gone.id()), vec!["#prod"]);
+    assert_eq!(env.sim.calls("ListResources"), 5);
+
+    // Without permission to list nodes the rules are skipped, as upstream.
+    env.sim.deny_resource_reads(true);
+    let denied = for_resources(&[("node", "web-1")]);
+    settle(&[denied.id()]).await;
+    assert_eq!(posted_to(denied.id()), vec!["#access"]);
+    assert!(running.stop(Duration::from_secs(5)).await);
+}

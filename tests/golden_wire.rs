@@ -623,3 +623,116 @@ fn review_submission_encodes() {
     });
     assert_eq!(sub.encode_to_vec(), w.0);
 }
+
+/// `proto.ListResourcesRequest` as the plugin sends it for the labels of
+/// requested nodes: ResourceType = 1, Limit = 3, StartKey = 4,
+/// PredicateExpression = 6, UsePreviewAsRoles = 12.
+#[test]
+fn list_resources_request_encodes() {
+    use teleport_plugin::teleport::resources::list_requests;
+    let names = ["web-1", "web-2"].into_iter().collect();
+    let mut req = list_requests("node", &names).remove(0);
+    let expr = r#"resource.metadata.name == "web-1" || resource.metadata.name == "web-2""#;
+    let mut w = W::default();
+    w.str(1, "node").uint(3, 2).str(6, expr).uint(12, 1);
+    assert_eq!(req.encode_to_vec(), w.0);
+    req.start_key = "web-2".into();
+    let mut w = W::default();
+    w.str(1, "node").uint(3, 2).str(4, "web-2").str(6, expr).uint(12, 1);
+    assert_eq!(req.encode_to_vec(), w.0);
+}
+
+/// `proto.ListResourcesResponse{Resources = 1, NextKey = 2}` with one of each
+/// `PaginatedResource` the plugin reads: DatabaseServer = 1, AppServer = 2,
+/// Node = 3 (WindowsDesktop = 5 is not read). Labels are `Metadata.Labels`
+/// (5) plus the `Result` (3) of each `CommandLabelV2`: a node's
+/// `ServerSpecV2.CmdLabels` (4); an app server's `AppServerSpecV3.App` (5)
+/// with `AppSpecV3.DynamicLabels` (3); a database server's
+/// `DatabaseServerSpecV3.Database` (12) with `DatabaseSpecV3.DynamicLabels` (4).
+#[test]
+fn list_resources_response_labels_decode() {
+    use teleport_plugin::teleport::resources::labels_of;
+    fn command_label(w: &mut W, field: u32, key: &str, result: &str) {
+        w.msg(field, |e| {
+            e.str(1, key).msg(2, |c| {
+                c.uint(1, 60_000_000_000).str(2, "uname").str(2, "-r").str(3, result);
+            });
+        });
+    }
+    let mut w = W::default();
+    w.msg(1, |r| {
+        r.msg(3, |n| {
+            n.str(1, "node").str(3, "v2");
+            n.msg(4, |m| {
+                m.str(1, "web-1").map_str(5, "env", "dev").map_str(5, "team", "payments");
+            });
+            n.msg(5, |s| {
+                s.str(1, "10.0.0.1:3022").str(3, "web-1.internal");
+                command_label(s, 4, "env", "prod");
+            });
+        });
+    });
+    w.msg(1, |r| {
+        r.msg(2, |a| {
+            a.str(1, "app_server").str(3, "v3");
+            a.msg(4, |m| {
+                m.str(1, "grafana").map_str(5, "agent-label", "not the app's");
+            });
+            a.msg(5, |s| {
+                s.str(1, "17.4.2").str(2, "agent-1").str(3, "host-uuid");
+                s.msg(5, |app| {
+                    app.str(1, "app").str(3, "v3");
+                    app.msg(4, |m| {
+                        m.str(1, "grafana").map_str(5, "team", "obs");
+                    });
+                    app.msg(5, |spec| {
+                        spec.str(1, "http://grafana:3000");
+                        command_label(spec, 3, "zone", "b");
+                    });
+                });
+            });
+        });
+    });
+    w.msg(1, |r| {
+        r.msg(1, |d| {
+            d.str(1, "db_server").str(3, "v3");
+            d.msg(5, |s| {
+                s.str(6, "17.4.2").str(7, "agent-2").str(8, "host-uuid-2");
+                s.msg(12, |db| {
+                    db.str(1, "db").str(3, "v3");
+                    db.msg(4, |m| {
+                        m.str(1, "orders").map_str(5, "engine", "pg");
+                    });
+                    db.msg(5, |spec| {
+                        spec.str(1, "postgres").str(2, "orders:5432");
+                        command_label(spec, 4, "env", "prod");
+                    });
+                });
+            });
+        });
+    });
+    w.msg(1, |r| {
+        r.msg(5, |desk| {
+            desk.msg(1, |h| {
+                h.str(1, "windows_desktop");
+            });
+        });
+    });
+    w.str(2, "next-key");
+    let resp = proto::ListResourcesResponse::decode(&w.0[..]).unwrap();
+    assert_eq!(resp.next_key, "next-key");
+    let labels: Vec<Option<Vec<(String, String)>>> =
+        resp.resources.iter().map(|r| labels_of(r).map(|l| l.into_iter().collect())).collect();
+    let pairs = |p: &[(&str, &str)]| Some(p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
+    assert_eq!(
+        labels,
+        vec![
+            // The command label's result replaces the static value.
+            pairs(&[("env", "prod"), ("team", "payments")]),
+            // The app's labels, not its agent's.
+            pairs(&[("team", "obs"), ("zone", "b")]),
+            pairs(&[("engine", "pg"), ("env", "prod")]),
+            None,
+        ]
+    );
+}

@@ -293,3 +293,100 @@ async fn expired_identity_is_refused_with_renewal_advice() {
     let dialer = Arc::new(DirectDialer { addr: sim.addr().to_string() });
     assert!(TeleportClient::connect(dialer, Arc::new(id), ChannelOptions::default()).await.is_err());
 }
+
+/// A request for `resources` (kind, name) in the simulator's cluster.
+fn resource_request(id: &str, resources: &[(&str, &str)]) -> teleport_plugin::model::AccessRequest {
+    let mut r = teleport_plugin::model::AccessRequest::new_pending(id, "alice@example.com", vec!["access".into()]);
+    r.resources = resources
+        .iter()
+        .map(|(kind, name)| teleport_plugin::model::ResourceId {
+            cluster: "sim.example.com".into(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            sub_resource: String::new(),
+        })
+        .collect();
+    r
+}
+
+fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn labels_of_requested_nodes_apps_and_databases_are_listed_once_per_request() {
+    use teleport_plugin_sim::teleport::SimResource;
+    let sim = sim().await;
+    sim.put_node("web-1", &[("env", "prod"), ("team", "payments")]);
+    sim.put_node("web-2", &[("env", "prod")]);
+    sim.put_node("other", &[("env", "dev")]);
+    // Served by two agents; the second one runs a command label too.
+    sim.put_resource(SimResource::app("grafana").labels(&[("env", "prod")]));
+    sim.put_resource(SimResource::app("grafana").labels(&[("env", "prod")]).dynamic(&[("zone", "b")]).on_host("sim-agent-2"));
+    // A command label overrides the static label of the same name.
+    sim.put_resource(SimResource::db("orders").labels(&[("env", "staging"), ("engine", "pg")]).dynamic(&[("env", "prod")]));
+    let c = client(&sim, identity(&sim)).await;
+
+    let req = resource_request(
+        "r1",
+        &[("node", "web-1"), ("node", "web-2"), ("node", "gone"), ("app", "grafana"), ("db", "orders"), ("node", "web-1")],
+    );
+    let got = c.request_resource_labels(&req).await.unwrap();
+    assert_eq!(
+        *got,
+        vec![
+            // app_server, db_server, node: one call per type, in that order.
+            labels(&[("env", "prod")]),
+            labels(&[("env", "prod"), ("zone", "b")]),
+            labels(&[("engine", "pg"), ("env", "prod")]),
+            labels(&[("env", "prod"), ("team", "payments")]),
+            labels(&[("env", "prod")]),
+        ],
+        "the node that is gone is left out, as upstream"
+    );
+    let calls = sim.list_resources_requests();
+    // The app: one name per page, and a second page for its second agent.
+    assert_eq!(calls.len(), 4, "{calls:#?}");
+    let node = calls.iter().find(|r| r.resource_type == "node").unwrap();
+    assert_eq!(node.limit, 3, "one per distinct name");
+    assert_eq!(
+        node.predicate_expression,
+        r#"resource.metadata.name == "gone" || resource.metadata.name == "web-1" || resource.metadata.name == "web-2""#
+    );
+    assert!(calls.iter().all(|r| r.use_preview_as_roles && !r.use_search_as_roles));
+    let app_pages: Vec<_> = calls.iter().filter(|r| r.resource_type == "app_server").collect();
+    assert_eq!(app_pages.len(), 2);
+    assert_eq!((app_pages[0].start_key.as_str(), app_pages[1].start_key.as_str()), ("", "sim-agent-2/grafana"));
+
+    // Asked again (another chat routing the same request): no new call.
+    assert_eq!(c.request_resource_labels(&req).await.unwrap(), got);
+    assert_eq!(sim.calls("ListResources"), 4);
+    // A role request lists nothing.
+    assert!(c.request_resource_labels(&resource_request("r2", &[])).await.unwrap().is_empty());
+    assert_eq!(sim.calls("ListResources"), 4);
+}
+
+#[tokio::test]
+async fn resource_labels_fail_without_permission_or_for_kinds_not_read() {
+    use teleport_plugin::teleport::resources::ResourceLabelsError;
+    let sim = sim().await;
+    sim.put_node("web-1", &[("env", "prod")]);
+    let c = client(&sim, identity(&sim)).await;
+    let req = resource_request("r1", &[("node", "web-1")]);
+
+    sim.deny_resource_reads(true);
+    let err = c.request_resource_labels(&req).await.unwrap_err();
+    assert!(matches!(err, ResourceLabelsError::Denied { resource_type: "node", .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("PermissionDenied") && text.contains("preview_as_roles"), "{text}");
+    // A failure is not kept: once allowed, the labels are read.
+    sim.deny_resource_reads(false);
+    assert_eq!(*c.request_resource_labels(&req).await.unwrap(), vec![labels(&[("env", "prod")])]);
+
+    // A kind whose labels are not read fails the whole request's labels.
+    let calls = sim.calls("ListResources");
+    let kube = resource_request("r2", &[("node", "web-1"), ("kube_cluster", "k1")]);
+    let err = c.request_resource_labels(&kube).await.unwrap_err();
+    assert!(matches!(&err, ResourceLabelsError::UnsupportedKind(k) if k == "kube_cluster"), "{err:?}");
+    assert_eq!(sim.calls("ListResources"), calls, "refused before any call");
+}

@@ -68,6 +68,8 @@ fuzz_target!(|data: &[u8]| {
             system_annotations: &annotations,
             plugin_name: plugin,
             user_traits: &annotations,
+            resource_labels_union: &annotations,
+            resource_labels_intersection: &annotations,
             // Before 1970 and after: day() and clock_between() on both.
             creation_time: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(input.len() as u64 * 7919)),
             expiry: std::time::UNIX_EPOCH.checked_sub(std::time::Duration::from_secs(input.len() as u64 * 104_729 + 1)),

@@ -46,6 +46,9 @@ use teleport_plugin_proto::teleport::users::v1::users_service_server as users_sr
 use teleport_plugin_proto::types;
 use users::{SimRole, SimUser};
 
+mod resources;
+pub use resources::SimResource;
+
 /// Knobs fixed at start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -126,6 +129,8 @@ struct Inner {
     min_client: Option<version_policy::Version>,
     /// Calls refused by the version policy, with the version they announced.
     version_refusals: Mutex<Vec<version_policy::Refusal>>,
+    /// Nodes, apps and databases for `ListResources` ([`resources`]).
+    resources: Mutex<resources::Resources>,
 }
 
 /// Handle to a running simulator. Cheap to clone; the server stops when
@@ -156,6 +161,7 @@ impl TeleportSim {
             inits: Mutex::default(),
             min_client,
             version_refusals: Mutex::default(),
+            resources: Mutex::default(),
             cfg,
         });
         let listener = TcpListener::bind(inner.cfg.bind).await?;
@@ -899,6 +905,13 @@ impl auth_srv::AuthService for Service {
         self.0.enter("SubmitAccessReview").await?;
         let caller = req.extensions().get::<ConnInfo>().map(|c| c.user.clone()).unwrap_or_default();
         Ok(Response::new(self.0.submit_review(&caller, req.into_inner())?))
+    }
+
+    async fn list_resources(
+        &self,
+        req: Request<proto::ListResourcesRequest>,
+    ) -> Result<Response<proto::ListResourcesResponse>, Status> {
+        resources::list(&self.0, req).await
     }
 }
 

@@ -13,6 +13,8 @@
 //! | `access_request.spec.roles`, `access_request.spec.suggested_reviewers` | set |
 //! | `access_request.spec.system_annotations["key"]` or `...system_annotations.key` | set |
 //! | `user.traits["key"]` or `user.traits.key` (the requester's traits) | set |
+//! | `access_request.spec.resource_labels_union["key"]` (or `.key`): every value of the label on some requested resource | set |
+//! | `access_request.spec.resource_labels_intersection["key"]` (or `.key`): the value every requested resource has | set |
 //! | `access_request.spec.creation_time`, `access_request.spec.expiry` | time |
 //! | `day(time)`, `time.day()`: the weekday in UTC, as Go names it ("Monday") | string |
 //! | `clock_between(time, "HH:MM", "HH:MM")`, `time.clock_between(...)` (UTC, both ends excluded) | boolean |
@@ -35,8 +37,8 @@
 //! fail: the `HH:MM` arguments of `clock_between` must be literals, checked
 //! then (upstream fails the evaluation on a bad one, which skips the rule).
 //! An unset time reads as Go's zero time (0001-01-01T00:00:00Z, a Monday), as
-//! upstream. Anything outside the subset (other functions, resource labels,
-//! numbers, `<`, ...) is rejected by [`Condition::parse`]
+//! upstream. Anything outside the subset (other functions, numbers, `<`,
+//! ...) is rejected by [`Condition::parse`]
 //! with the position and a list of what is supported: a rule is never
 //! evaluated with a meaning different from Teleport's.
 //!
@@ -50,6 +52,7 @@ use std::time::SystemTime;
 
 use lexer::{Tok, Token, lex};
 
+pub mod labels;
 mod lexer;
 
 /// Longest condition accepted, in bytes. Real conditions are a few hundred.
@@ -83,6 +86,8 @@ const VAR_ROLES: &str = "access_request.spec.roles";
 const VAR_REVIEWERS: &str = "access_request.spec.suggested_reviewers";
 const VAR_ANNOTATIONS: &str = "access_request.spec.system_annotations";
 pub(crate) const VAR_TRAITS: &str = "user.traits";
+const VAR_LABELS_UNION: &str = "access_request.spec.resource_labels_union";
+const VAR_LABELS_INTERSECTION: &str = "access_request.spec.resource_labels_intersection";
 const VAR_CREATED: &str = "access_request.spec.creation_time";
 const VAR_EXPIRY: &str = "access_request.spec.expiry";
 const VARIABLES: &[&str] = &[
@@ -92,15 +97,18 @@ const VARIABLES: &[&str] = &[
     VAR_REASON,
     VAR_ANNOTATIONS,
     VAR_TRAITS,
+    VAR_LABELS_UNION,
+    VAR_LABELS_INTERSECTION,
     VAR_CREATED,
     VAR_EXPIRY,
     VAR_PLUGIN,
 ];
-/// Variables Teleport defines for these conditions whose data this plugin
-/// does not have; named separately so the error says so instead of "unknown".
-const UNAVAILABLE_VARIABLES: &[&str] = &[
-    "access_request.spec.resource_labels_intersection",
-    "access_request.spec.resource_labels_union",
+/// The map-valued variables, indexed by `["key"]` or `.key`.
+const MAPS: &[MapKind] = &[
+    MapKind::Annotations,
+    MapKind::Traits,
+    MapKind::LabelsUnion,
+    MapKind::LabelsIntersection,
 ];
 /// First path segments that name variables rather than function namespaces.
 const VARIABLE_ROOTS: &[&str] = &["access_request", "plugin", "user"];
@@ -123,6 +131,12 @@ pub struct RequestFacts<'a> {
     pub plugin_name: &'a str,
     /// `user.traits`; empty when the requester's traits could not be read.
     pub user_traits: &'a BTreeMap<String, Vec<String>>,
+    /// `access_request.spec.resource_labels_union` ([`labels::union`] of the
+    /// requested resources found).
+    pub resource_labels_union: &'a BTreeMap<String, Vec<String>>,
+    /// `access_request.spec.resource_labels_intersection`
+    /// ([`labels::intersection`]).
+    pub resource_labels_intersection: &'a BTreeMap<String, Vec<String>>,
     /// `access_request.spec.creation_time`
     pub creation_time: Option<SystemTime>,
     /// `access_request.spec.expiry`
@@ -179,6 +193,16 @@ impl Condition {
     /// Whether the access request described by `facts` satisfies the condition.
     pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
         self.root.eval(facts)
+    }
+
+    /// Whether the condition reads `user.traits`.
+    pub fn uses_user_traits(&self) -> bool {
+        self.root.reads_map(&|m| m == MapKind::Traits)
+    }
+
+    /// Whether the condition reads the labels of the requested resources.
+    pub fn uses_resource_labels(&self) -> bool {
+        self.root.reads_map(&|m| matches!(m, MapKind::LabelsUnion | MapKind::LabelsIntersection))
     }
 
     /// The condition `plugin.spec.name == "<plugin_name>" && (<self>)`.
@@ -308,6 +332,8 @@ enum TimeExpr {
 enum MapKind {
     Annotations,
     Traits,
+    LabelsUnion,
+    LabelsIntersection,
 }
 
 impl MapKind {
@@ -315,6 +341,17 @@ impl MapKind {
         match self {
             MapKind::Annotations => VAR_ANNOTATIONS,
             MapKind::Traits => VAR_TRAITS,
+            MapKind::LabelsUnion => VAR_LABELS_UNION,
+            MapKind::LabelsIntersection => VAR_LABELS_INTERSECTION,
+        }
+    }
+
+    fn get<'x>(self, f: &RequestFacts<'x>) -> &'x BTreeMap<String, Vec<String>> {
+        match self {
+            MapKind::Annotations => f.system_annotations,
+            MapKind::Traits => f.user_traits,
+            MapKind::LabelsUnion => f.resource_labels_union,
+            MapKind::LabelsIntersection => f.resource_labels_intersection,
         }
     }
 }
@@ -373,6 +410,18 @@ impl BoolExpr {
                 let (m, exact) = (now.0, now.1 == 0);
                 (m > *start || (m == *start && !exact)) && m < *end
             }
+        }
+    }
+
+    /// Whether some map the expression indexes satisfies `pick`.
+    fn reads_map(&self, pick: &dyn Fn(MapKind) -> bool) -> bool {
+        let set = |s: &SetExpr| matches!(s, SetExpr::Entry(m, _) if pick(*m));
+        match self {
+            BoolExpr::Lit(_) | BoolExpr::StrEq(..) | BoolExpr::StrNe(..) | BoolExpr::ClockBetween(..) => false,
+            BoolExpr::Not(x) => x.reads_map(pick),
+            BoolExpr::And(xs) | BoolExpr::Or(xs) => xs.iter().any(|x| x.reads_map(pick)),
+            BoolExpr::Contains(s, _) | BoolExpr::IsEmpty(s) => set(s),
+            BoolExpr::ContainsAny(a, b) | BoolExpr::ContainsAll(a, b) => set(a) || set(b),
         }
     }
 
@@ -502,11 +551,9 @@ impl SetExpr {
             SetExpr::SuggestedReviewers => {
                 f.suggested_reviewers.iter().map(String::as_str).collect()
             }
-            SetExpr::Entry(map, key) => match map {
-                MapKind::Annotations => f.system_annotations,
-                MapKind::Traits => f.user_traits,
-            }
-            .get(key.eval(f))
+            SetExpr::Entry(map, key) => map
+                .get(f)
+                .get(key.eval(f))
             .map(|vs| vs.iter().map(String::as_str).collect())
             .unwrap_or_default(),
             SetExpr::Literal(xs) => xs.iter().map(|x| x.eval(f)).collect(),
@@ -862,35 +909,22 @@ impl Parser<'_> {
             VAR_PLUGIN => Value::Str(StrExpr::PluginName),
             VAR_ROLES => Value::Set(SetExpr::Roles),
             VAR_REVIEWERS => Value::Set(SetExpr::SuggestedReviewers),
-            VAR_ANNOTATIONS => Value::Map(MapKind::Annotations),
-            VAR_TRAITS => Value::Map(MapKind::Traits),
             VAR_CREATED => Value::Time(TimeExpr::Created),
             VAR_EXPIRY => Value::Time(TimeExpr::Expiry),
-            // `map.key` is accepted upstream as a shorthand for `map["key"]`.
-            _ if path.len() == 4
-                && full
-                    .strip_prefix(VAR_ANNOTATIONS)
-                    .is_some_and(|rest| rest.starts_with('.')) =>
-            {
-                Value::Set(SetExpr::Entry(MapKind::Annotations, StrExpr::Lit(path[3].clone())))
-            }
-            _ if path.len() == 3
-                && full.strip_prefix(VAR_TRAITS).is_some_and(|rest| rest.starts_with('.')) =>
-            {
-                Value::Set(SetExpr::Entry(MapKind::Traits, StrExpr::Lit(path[2].clone())))
-            }
             _ => {
-                let unavailable = UNAVAILABLE_VARIABLES.iter().find(|u| {
-                    full == **u || full.strip_prefix(**u).is_some_and(|r| r.starts_with('.'))
+                if let Some(m) = MAPS.iter().find(|m| m.name() == full) {
+                    return Ok(Value::Map(*m));
+                }
+                // `map.key` is accepted upstream as a shorthand for `map["key"]`.
+                let entry = path.split_last().and_then(|(key, map)| {
+                    let map = map.join(".");
+                    MAPS.iter().find(|m| m.name() == map).map(|m| (*m, key.clone()))
                 });
-                let reason = match unavailable {
-                    Some(u) => format!(
-                        "variable \"{u}\" is not available to this plugin (it needs the labels of the requested resources)"
-                    ),
-                    None => format!("unknown variable \"{full}\""),
-                };
+                if let Some((m, key)) = entry {
+                    return Ok(Value::Set(SetExpr::Entry(m, StrExpr::Lit(key))));
+                }
                 return Err(self
-                    .err(pos, reason)
+                    .err(pos, format!("unknown variable \"{full}\""))
                     .hint(format!("supported variables: {}", VARIABLES.join(", "))));
             }
         };
@@ -1095,15 +1129,17 @@ impl Parser<'_> {
         Ok(Value::Bool(BoolExpr::ClockBetween(t, start, end)))
     }
 
-    /// `map[key]`; only the annotations and traits maps can be indexed.
+    /// `map[key]`; only the map variables can be indexed.
     fn index(&mut self, map: Typed) -> Result<Typed, PredicateError> {
         let open = self.pos();
         let Value::Map(kind) = map.value else {
+            let maps: Vec<&str> = MAPS.iter().map(|m| m.name()).collect();
             return Err(self.err(
                 open,
                 format!(
-                    "a {} value cannot be indexed; only {VAR_ANNOTATIONS} and {VAR_TRAITS} can",
-                    map.value.type_name()
+                    "a {} value cannot be indexed; only {} can",
+                    map.value.type_name(),
+                    maps.join(", ")
                 ),
             ));
         };

@@ -5,8 +5,9 @@
 //!    as the newest official plugins select them) whose schedules contain the
 //!    request's creation time and whose condition matches: their recipients
 //!    *replace* the static routing. When the evaluation context (the
-//!    requester's traits) cannot be built, rules are skipped and the static
-//!    routing used, as upstream; the reason is logged once.
+//!    requester's traits, the labels of the requested resources) cannot be
+//!    built, rules are skipped and the static routing used, as upstream; the
+//!    reason is logged once.
 //! 2. Otherwise the static `role_to_recipients` map (a role's own entry, or
 //!    `"*"` for roles without one), plus routes from `AccessRequestRoute`
 //!    resources, plus the suggested reviewers that are emails.
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tracing::warn;
 
+use super::predicate::labels::{self, Labels};
 use super::predicate::{Condition, RequestFacts};
 use crate::config::RoleRecipients;
 use crate::model::{AccessRequest, MonitoringRule};
@@ -55,23 +57,35 @@ struct Rule {
     schedules: BTreeMap<String, crate::model::Schedule>,
 }
 
-/// What rules are evaluated against besides the request itself.
+/// What rules are evaluated against besides the request itself, read by the
+/// caller (the worker) and handed over as data.
 #[derive(Debug, Clone)]
 pub struct EvalContext {
     /// The requester's traits; `Err` (why) when they could not be read for a
     /// reason other than a missing permission, which skips every rule.
     pub user_traits: Result<BTreeMap<String, Vec<String>>, String>,
+    /// Labels of each requested resource Teleport listed (one that is gone
+    /// or hidden from the plugin is simply absent, as upstream); `Err` (why)
+    /// when they could not be listed, which skips every rule, as upstream
+    /// (a missing permission included: upstream has no exception for it).
+    pub resource_labels: Result<Vec<Labels>, String>,
 }
 
 impl EvalContext {
     /// Traits known (empty when the plugin may not read users: conditions on
-    /// them are then false, as upstream).
+    /// them are then false, as upstream); no resource labels.
     pub fn with_traits(user_traits: BTreeMap<String, Vec<String>>) -> Self {
-        Self { user_traits: Ok(user_traits) }
+        Self { user_traits: Ok(user_traits), resource_labels: Ok(Vec::new()) }
+    }
+
+    /// Sets the labels of the requested resources (or why they are missing).
+    pub fn with_resource_labels(mut self, labels: Result<Vec<Labels>, String>) -> Self {
+        self.resource_labels = labels;
+        self
     }
 
     pub fn unavailable(why: impl Into<String>) -> Self {
-        Self { user_traits: Err(why.into()) }
+        Self { user_traits: Err(why.into()), resource_labels: Ok(Vec::new()) }
     }
 }
 
@@ -145,10 +159,18 @@ impl Router {
     /// Whether some rule reads `user.traits`, i.e. routing needs the
     /// requester's traits (looked up only then).
     pub fn needs_user_traits(&self) -> bool {
-        // The canonical form names every variable in full.
-        self.rules.read().expect("poisoned").values().any(|r| {
-            r.condition.as_ref().is_ok_and(|c| c.to_string().contains(super::predicate::VAR_TRAITS))
-        })
+        self.any_condition(Condition::uses_user_traits)
+    }
+
+    /// Whether some rule reads `resource_labels_union` / `_intersection`,
+    /// i.e. routing needs the labels of the requested resources (listed only
+    /// then, and only for requests that name resources).
+    pub fn needs_resource_labels(&self) -> bool {
+        self.any_condition(Condition::uses_resource_labels)
+    }
+
+    fn any_condition(&self, f: impl Fn(&Condition) -> bool) -> bool {
+        self.rules.read().expect("poisoned").values().any(|r| r.condition.as_ref().is_ok_and(&f))
     }
 
     /// Logs `message` once per distinct (`key`, `detail`).
@@ -166,9 +188,9 @@ impl Router {
         if rules.is_empty() {
             return out;
         }
-        let traits = match &ctx.user_traits {
-            Ok(t) => t,
-            Err(why) => {
+        let (traits, resources) = match (&ctx.user_traits, &ctx.resource_labels) {
+            (Ok(t), Ok(r)) => (t, r),
+            (Err(why), _) | (_, Err(why)) => {
                 self.warn_once(
                     "",
                     why,
@@ -177,6 +199,7 @@ impl Router {
                 return out;
             }
         };
+        let (union, intersection) = (labels::union(resources), labels::intersection(resources));
         let facts = RequestFacts {
             user: &req.user,
             roles: &req.roles,
@@ -185,6 +208,8 @@ impl Router {
             system_annotations: &req.system_annotations,
             plugin_name: self.plugin,
             user_traits: traits,
+            resource_labels_union: &union,
+            resource_labels_intersection: &intersection,
             creation_time: req.created,
             expiry: req.expires,
         };
@@ -370,6 +395,32 @@ mod tests {
         assert_eq!(r.route(&q, &no_ctx()).recipients, vec!["#amr"]);
         // No context: every rule is skipped, static routing applies.
         let got = r.route(&q, &EvalContext::unavailable("reading the requester's traits failed (Unavailable)"));
+        assert_eq!((got.recipients, got.source), (vec!["#all".to_string()], "role_to_recipients"));
+    }
+
+    #[test]
+    fn resource_label_conditions_and_unreadable_resources() {
+        let r = Router::new("slack", routes(&[("*", &["#all"])]));
+        r.set_rules(vec![rule(
+            "prod",
+            r#"access_request.spec.resource_labels_intersection["env"].contains("prod")"#,
+            "slack",
+            &["#prod"],
+        )]);
+        assert!(r.needs_resource_labels() && !r.needs_user_traits());
+        let labels = |pairs: &[&[(&str, &str)]]| -> Vec<Labels> {
+            pairs.iter().map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect()
+        };
+        let q = req(&["dev"], &[]);
+        let ctx = |l: Vec<Labels>| no_ctx().with_resource_labels(Ok(l));
+        let both_prod = ctx(labels(&[&[("env", "prod")], &[("env", "prod"), ("team", "a")]]));
+        assert_eq!(r.route(&q, &both_prod).recipients, vec!["#prod"]);
+        let mixed = ctx(labels(&[&[("env", "prod")], &[("env", "dev")]]));
+        assert_eq!(r.route(&q, &mixed).recipients, vec!["#all"]);
+        assert_eq!(r.route(&q, &ctx(vec![])).recipients, vec!["#all"], "no resource found");
+        // Labels that could not be listed skip every rule, as upstream.
+        let denied = no_ctx().with_resource_labels(Err("listing the requested resources failed (PermissionDenied)".into()));
+        let got = r.route(&q, &denied);
         assert_eq!((got.recipients, got.source), (vec!["#all".to_string()], "role_to_recipients"));
     }
 

@@ -414,10 +414,27 @@ impl Worker {
     }
 
     /// What Access Monitoring Rules need besides the request: the requester's
-    /// traits, read only when a rule uses them. Without permission to read
-    /// users the traits are empty (reported once), as upstream; another
-    /// failure leaves the rules out of this request's routing.
+    /// traits and the labels of the requested resources, each read only when
+    /// a rule uses it. Without permission to read users the traits are empty
+    /// (reported once), as upstream; another failure, or any failure to list
+    /// the resources (upstream makes no exception for a missing permission
+    /// there), leaves the rules out of this request's routing.
     async fn eval_context(&self, req: &crate::model::AccessRequest) -> EvalContext {
+        let ctx = self.traits_context(req).await;
+        if !self.router.needs_resource_labels() || !req.has_resources() {
+            return ctx;
+        }
+        let labels = match self.client.request_resource_labels(req).await {
+            Ok(labels) => Ok(labels.to_vec()),
+            Err(e) => {
+                debug!(error = %e, "reading the labels of the requested resources failed");
+                Err(e.to_string())
+            }
+        };
+        ctx.with_resource_labels(labels)
+    }
+
+    async fn traits_context(&self, req: &crate::model::AccessRequest) -> EvalContext {
         if !self.router.needs_user_traits() {
             return EvalContext::with_traits(BTreeMap::new());
         }

@@ -133,6 +133,8 @@ pub struct TeleportClient {
     opts: ChannelOptions,
     current: ArcSwap<Connection>,
     generations: AtomicU64,
+    /// Labels of requested resources, per request ([`super::resources`]).
+    labels: super::resources::LabelCache,
 }
 
 impl TeleportClient {
@@ -152,7 +154,13 @@ impl TeleportClient {
             }
         })?;
         check_server_version(&info.server_version)?;
-        let client = Self { dialer, opts, current: ArcSwap::from_pointee(conn), generations };
+        let client = Self {
+            dialer,
+            opts,
+            current: ArcSwap::from_pointee(conn),
+            generations,
+            labels: Default::default(),
+        };
         Ok((client, info))
     }
 
@@ -172,6 +180,10 @@ impl TeleportClient {
 
     pub fn connection(&self) -> Arc<Connection> {
         self.current.load_full()
+    }
+
+    pub(super) fn label_cache(&self) -> &super::resources::LabelCache {
+        &self.labels
     }
 
     pub async fn ping(&self) -> Result<ClusterInfo, Status> {

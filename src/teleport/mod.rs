@@ -5,6 +5,7 @@ pub mod client;
 pub mod connect;
 pub mod convert;
 pub mod plugin_data;
+pub mod resources;
 pub mod review;
 pub mod route;
 pub mod tls;

@@ -25,7 +25,16 @@ def by_kind(items: list[dict], kind: str) -> list[dict]:
 
 
 def teleport_resources() -> dict[str, dict]:
-    return {d["kind"]: d for d in docs(DEPLOY / "teleport" / "plugin-role.yaml")}
+    """The documents of plugin-role.yaml by kind; the roles by name under
+    "roles"."""
+    items = docs(DEPLOY / "teleport" / "plugin-role.yaml")
+    out = {d["kind"]: d for d in items if d["kind"] != "role"}
+    out["roles"] = {d["metadata"]["name"]: d for d in items if d["kind"] == "role"}
+    return out
+
+
+def plugin_role(t: dict) -> dict:
+    return t["roles"][t["bot"]["spec"]["roles"][0]]
 
 
 def review_resources() -> dict[str, dict]:
@@ -45,11 +54,14 @@ def tbot_config() -> dict:
     return yaml.safe_load(cm["data"]["tbot.yaml"])
 
 
+def granted(role: dict) -> dict[str, set[str]]:
+    return {res: set(rule["verbs"]) for rule in role["spec"]["allow"]["rules"] for res in rule["resources"]}
+
+
 def test_role_grants_what_the_plugin_needs_and_no_more():
     t = teleport_resources()
-    rules = t["role"]["spec"]["allow"]["rules"]
-    granted = {res: set(rule["verbs"]) for rule in rules for res in rule["resources"]}
-    assert granted == {
+    role = plugin_role(t)
+    assert granted(role) == {
         "access_request": {"list", "read"},
         "access_plugin_data": {"update"},
         "role": {"read"},
@@ -57,9 +69,29 @@ def test_role_grants_what_the_plugin_needs_and_no_more():
         # Requester traits for Access Monitoring Rules over `user.traits`.
         "user": {"read"},
     }
-    assert set(t) == {"role", "bot", "token", "user"}
-    role = t["role"]["metadata"]["name"]
-    assert t["bot"]["spec"]["roles"] == [role] and t["user"]["spec"]["roles"] == [role]
+    # Resource labels for rules over `resource_labels_union` / `_intersection`:
+    # listed through preview_as_roles (ListResources with UsePreviewAsRoles),
+    # never by labels of the plugin's own role.
+    assert set(role["spec"]["allow"]) == {"rules", "review_requests"}
+    assert role["spec"]["allow"]["review_requests"] == {"preview_as_roles": ["access-request-notifier-resources"]}
+    assert set(t) == {"roles", "bot", "token", "user"}
+    name = role["metadata"]["name"]
+    assert t["bot"]["spec"]["roles"] == [name] and t["user"]["spec"]["roles"] == [name]
+    assert set(t["roles"]) == {name, "access-request-notifier-resources"}
+
+
+def test_previewed_role_lists_requested_resources_and_grants_no_access():
+    t = teleport_resources()
+    previewed = t["roles"]["access-request-notifier-resources"]
+    # ListResources checks the listed type: node, app_server, db_server.
+    assert granted(previewed) == {k: {"list", "read"} for k in ["node", "app", "app_server", "db", "db_server"]}
+    allow = previewed["spec"]["allow"]
+    # Labels only: no logins, database users or names, nothing to request or review.
+    assert set(allow) == {"rules", "node_labels", "app_labels", "db_labels"}
+    assert all(allow[k] == {"*": "*"} for k in ["node_labels", "app_labels", "db_labels"])
+    assert "deny" not in previewed["spec"] and "options" not in previewed["spec"]
+    # Held by no one: only previewed.
+    assert previewed["metadata"]["name"] not in t["bot"]["spec"]["roles"] + t["user"]["spec"]["roles"]
 
 
 def test_review_role_is_the_notifier_plus_reviews_on_behalf_of_users():

@@ -11,11 +11,23 @@ struct Req {
     annotations: BTreeMap<String, Vec<String>>,
     plugin: String,
     traits: BTreeMap<String, Vec<String>>,
+    /// Labels of each requested resource found.
+    resources: Vec<labels::Labels>,
+    union: labels::LabelSets,
+    intersection: labels::LabelSets,
     created: Option<SystemTime>,
     expiry: Option<SystemTime>,
 }
 
 impl Req {
+    /// Sets the requested resources and the two label maps derived from them.
+    fn with_resources(mut self, resources: Vec<labels::Labels>) -> Self {
+        self.union = labels::union(&resources);
+        self.intersection = labels::intersection(&resources);
+        self.resources = resources;
+        self
+    }
+
     fn facts(&self) -> RequestFacts<'_> {
         RequestFacts {
             user: &self.user,
@@ -25,6 +37,8 @@ impl Req {
             system_annotations: &self.annotations,
             plugin_name: &self.plugin,
             user_traits: &self.traits,
+            resource_labels_union: &self.union,
+            resource_labels_intersection: &self.intersection,
             creation_time: self.created,
             expiry: self.expiry,
         }
@@ -51,10 +65,21 @@ fn sample() -> Req {
             ("team".to_string(), strings(&["payments", "core"])),
             ("level".to_string(), strings(&["L1"])),
         ]),
+        resources: Vec::new(),
+        union: BTreeMap::new(),
+        intersection: BTreeMap::new(),
         // 2025-08-11T14:30:00Z, a Monday; expires an hour and a half later.
         created: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(MONDAY_1430)),
         expiry: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(MONDAY_1430 + 5400)),
     }
+    .with_resources(vec![
+        node_labels(&[("env", "prod"), ("team", "payments"), ("os", "linux")]),
+        node_labels(&[("env", "prod"), ("team", "core")]),
+    ])
+}
+
+fn node_labels(pairs: &[(&str, &str)]) -> labels::Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 const MONDAY_1430: u64 = 1_754_922_600;
@@ -296,9 +321,66 @@ fn evaluates_traits_and_times() {
 }
 
 #[test]
+fn evaluates_resource_labels() {
+    // The sample request names two nodes: env=prod, team=payments, os=linux
+    // and env=prod, team=core.
+    let union = "access_request.spec.resource_labels_union";
+    let inter = "access_request.spec.resource_labels_intersection";
+    let cases: Vec<(String, bool)> = vec![
+        // Overlap: the shared pair is in both maps.
+        (format!(r#"{inter}["env"].contains("prod")"#), true),
+        (format!(r#"{union}["env"].contains("prod")"#), true),
+        // Several values for one key: all in the union, none in the intersection.
+        (format!(r#"{union}["team"].contains_all(set("payments", "core"))"#), true),
+        (format!(r#"{union}.team.contains("core")"#), true),
+        (format!(r#"{inter}["team"].isempty()"#), true),
+        (format!(r#"contains_any({inter}["team"], set("payments", "core"))"#), false),
+        // On one node only: in the union, not the intersection.
+        (format!(r#"{union}["os"].contains("linux")"#), true),
+        (format!(r#"{inter}.os.contains("linux")"#), false),
+        // A key no node has is empty in both.
+        (format!(r#"is_empty({union}["region"]) && is_empty({inter}["region"])"#), true),
+        (format!(r#"{inter}[access_request.spec.user].isempty()"#), true),
+        // The documented form: every requested resource has both labels.
+        (format!(r#"{inter}["env"].contains("prod") && {inter}["team"].contains("payments")"#), false),
+        (format!(r#"set("prod", "dev").contains_all({inter}["env"])"#), true),
+    ];
+    for (expr, want) in &cases {
+        assert_eq!(eval(expr), *want, "{expr}");
+        let c = Condition::parse(expr).unwrap();
+        assert!(c.uses_resource_labels() && !c.uses_user_traits(), "{expr}");
+        assert_eq!(Condition::parse(&c.to_string()).unwrap(), c, "{expr} printed as {c}");
+    }
+
+    let contains = |r: &Req, expr: &str| Condition::parse(expr).unwrap().matches(&r.facts());
+    let env_prod = format!(r#"{inter}["env"].contains("prod")"#);
+    let any_prod = format!(r#"{union}["env"].contains("prod")"#);
+    // No resources (a role request, or none could be found): both maps are empty.
+    let none = sample().with_resources(vec![]);
+    assert!(!contains(&none, &env_prod) && !contains(&none, &any_prod));
+    assert!(contains(&none, &format!(r#"{union}["env"].isempty()"#)));
+    // Disjoint labels: the union has both, the intersection nothing.
+    let disjoint = sample().with_resources(vec![node_labels(&[("env", "prod")]), node_labels(&[("env", "dev")])]);
+    assert!(!contains(&disjoint, &env_prod) && contains(&disjoint, &any_prod));
+    assert!(contains(&disjoint, &format!(r#"{union}["env"].contains_all(set("prod", "dev"))"#)));
+    assert!(contains(&disjoint, &format!(r#"{inter}["env"].isempty()"#)));
+    // One resource: each map is its labels.
+    let one = sample().with_resources(vec![node_labels(&[("env", "dev")])]);
+    assert!(contains(&one, &format!(r#"{inter}["env"].contains("dev")"#)));
+    assert!(!contains(&one, &env_prod));
+
+    // Other conditions read neither map.
+    let c = Condition::parse(r#"user.traits["team"].contains("a") || access_request.spec.system_annotations.x.isempty()"#).unwrap();
+    assert!(c.uses_user_traits() && !c.uses_resource_labels());
+    // A string that merely names the variable is not a read of it.
+    let c = Condition::parse(&format!(r#"access_request.spec.user == "{union}""#)).unwrap();
+    assert!(!c.uses_resource_labels());
+}
+
+#[test]
 fn documented_examples_parse() {
-    // Conditions from Teleport's Access Monitoring Rule documentation that
-    // only use data this plugin has.
+    // Conditions from Teleport's Access Monitoring Rule documentation and
+    // its web UI's condition builder.
     for expr in [
         r#"contains_any(access_request.spec.roles, set("access"))"#,
         r#"access_request.spec.roles.contains("your_role_name")"#,
@@ -307,6 +389,7 @@ fn documented_examples_parse() {
         r#"set("role_1", "role_2").contains_all(access_request.spec.roles)"#,
         "contains_all(set(\"access\"), access_request.spec.roles) &&\n    access_request.spec.user != \"\"",
         r#"contains_any(user.traits["team"], set("dev"))"#,
+        "contains_all(set(\"access\"), access_request.spec.roles) &&\n    access_request.spec.resource_labels_intersection[\"env\"].contains(\"dev\") &&\n    access_request.spec.resource_labels_intersection[\"service\"].contains(\"test\")",
         r#"access_request.spec.creation_time.day() == "Monday" && access_request.spec.creation_time.clock_between("09:00", "17:00")"#,
     ] {
         Condition::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
@@ -326,10 +409,11 @@ fn rejects_with_specific_messages() {
     let vars = "supported variables: access_request.spec.roles, \
                 access_request.spec.suggested_reviewers, access_request.spec.user, \
                 access_request.spec.request_reason, access_request.spec.system_annotations, \
-                user.traits, access_request.spec.creation_time, access_request.spec.expiry, \
+                user.traits, access_request.spec.resource_labels_union, \
+                access_request.spec.resource_labels_intersection, \
+                access_request.spec.creation_time, access_request.spec.expiry, \
                 plugin.spec.name";
     let methods = "supported methods: clock_between, contains, contains_all, contains_any, day, isempty";
-    let labels = "(it needs the labels of the requested resources)";
     let ops = "supported operators: !, &&, ||, ==, !=";
     let cases: Vec<(&str, String)> = vec![
         // empty
@@ -365,15 +449,15 @@ fn rejects_with_specific_messages() {
             format!(r#"unsupported method "remove" at column 42; {methods}"#),
         ),
         (
-            r#"access_request.spec.resource_labels_union["env"].contains("prod")"#,
-            format!(
-                r#"variable "access_request.spec.resource_labels_union" is not available to this plugin {labels} at column 1; {vars}"#
-            ),
+            r#"access_request.spec.resource_labels_union.contains("prod")"#,
+            "the receiver of .contains() must be a set, got map at column 1; select one entry, \
+             e.g. access_request.spec.resource_labels_union[\"key\"]"
+                .into(),
         ),
         (
-            r#"access_request.spec.resource_labels_intersection.env.contains("dev")"#,
+            r#"access_request.spec.resource_labels_intersection.env.prod.contains("x")"#,
             format!(
-                r#"variable "access_request.spec.resource_labels_intersection" is not available to this plugin {labels} at column 1; {vars}"#
+                r#"unknown variable "access_request.spec.resource_labels_intersection.env.prod" at column 1; {vars}"#
             ),
         ),
         // has_labels and requested_resources existed upstream for a while and were removed.
@@ -492,7 +576,10 @@ fn rejects_with_specific_messages() {
         ),
         (
             r#"access_request.spec.roles["x"].isempty()"#,
-            format!("a set value cannot be indexed; only {VAR_ANNOTATIONS} and {VAR_TRAITS} can at column 26"),
+            format!(
+                "a set value cannot be indexed; only {VAR_ANNOTATIONS}, {VAR_TRAITS}, {VAR_LABELS_UNION}, \
+                 {VAR_LABELS_INTERSECTION} can at column 26"
+            ),
         ),
         (
             r#"access_request.spec.system_annotations"#,
@@ -829,6 +916,8 @@ enum MSet {
     Roles,
     Reviewers,
     Ann(MStr, bool),
+    /// `resource_labels_union` (false) or `_intersection` (true), key, `.key` form.
+    Labels(bool, MStr, bool),
     Lit(Vec<MStr>),
 }
 
@@ -858,6 +947,7 @@ fn m_set() -> impl Strategy<Value = MSet> {
         Just(MSet::Roles),
         Just(MSet::Reviewers),
         (m_str(), any::<bool>()).prop_map(|(k, dot)| MSet::Ann(k, dot)),
+        (any::<bool>(), m_str(), any::<bool>()).prop_map(|(i, k, dot)| MSet::Labels(i, k, dot)),
         prop::collection::vec(m_str(), 0..4).prop_map(MSet::Lit),
     ]
 }
@@ -909,6 +999,13 @@ impl MSet {
                 format!("access_request.spec.system_annotations.{k}")
             }
             MSet::Ann(k, _) => format!("access_request.spec.system_annotations[{}]", k.render()),
+            MSet::Labels(i, k, dot) => {
+                let map = if *i { "intersection" } else { "union" };
+                match k {
+                    MStr::Lit(k) if *dot && is_identifier(k) => format!("access_request.spec.resource_labels_{map}.{k}"),
+                    k => format!("access_request.spec.resource_labels_{map}[{}]", k.render()),
+                }
+            }
             MSet::Lit(xs) => {
                 let xs: Vec<String> = xs.iter().map(MStr::render).collect();
                 format!("set({})", xs.join(", "))
@@ -920,6 +1017,19 @@ impl MSet {
             MSet::Roles => r.roles.clone(),
             MSet::Reviewers => r.reviewers.clone(),
             MSet::Ann(k, _) => r.annotations.get(&k.eval(r)).cloned().unwrap_or_default(),
+            // Straight from the definitions, resource by resource.
+            MSet::Labels(false, k, _) => {
+                let key = k.eval(r);
+                r.resources.iter().filter_map(|l| l.get(&key).cloned()).collect()
+            }
+            MSet::Labels(true, k, _) => {
+                let key = k.eval(r);
+                let values: Vec<Option<&String>> = r.resources.iter().map(|l| l.get(&key)).collect();
+                match values.first() {
+                    Some(Some(v)) if values.iter().all(|x| *x == Some(*v)) => vec![(*v).clone()],
+                    _ => vec![],
+                }
+            }
             MSet::Lit(xs) => xs.iter().map(|x| x.eval(r)).collect(),
         }
     }
@@ -1007,18 +1117,32 @@ fn request() -> impl Strategy<Value = Req> {
             0..3,
         ),
         prop::sample::select(WORDS),
+        prop::collection::vec(
+            prop::collection::btree_map(
+                prop::sample::select(WORDS).prop_map(String::from),
+                prop::sample::select(WORDS).prop_map(String::from),
+                0..3,
+            ),
+            0..4,
+        ),
     )
         .prop_map(
-            |(user, roles, reviewers, reason, annotations, plugin)| Req {
-                user: user.into(),
-                roles,
-                reviewers,
-                reason: reason.into(),
-                traits: annotations.clone(),
-                annotations,
-                plugin: plugin.into(),
-                created: None,
-                expiry: None,
+            |(user, roles, reviewers, reason, annotations, plugin, resources)| {
+                Req {
+                    user: user.into(),
+                    roles,
+                    reviewers,
+                    reason: reason.into(),
+                    traits: annotations.clone(),
+                    annotations,
+                    plugin: plugin.into(),
+                    resources: Vec::new(),
+                    union: BTreeMap::new(),
+                    intersection: BTreeMap::new(),
+                    created: None,
+                    expiry: None,
+                }
+                .with_resources(resources)
             },
         )
 }
