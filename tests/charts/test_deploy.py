@@ -106,8 +106,8 @@ def test_review_role_is_the_notifier_plus_reviews_on_behalf_of_users():
     assert grants(role) == {**grants(notifier), "user": {"list", "read"}}
     allow = role["spec"]["allow"]
     assert set(allow) == {"rules", "review_requests"} and set(role["spec"]) == {"allow"}
-    # As the preset: submit for any user, preview as list-access-request-resources.
-    assert allow["review_requests"] == {"submit_for_users": ["*"], "preview_as_roles": ["list-access-request-resources"]}
+    # Submit for any user; preview the resources as the notifier role does.
+    assert allow["review_requests"] == {"submit_for_users": ["*"], "preview_as_roles": ["access-request-notifier-resources"]}
     # The reviewers' own role grants reviewing and nothing else.
     reviewer = review["access-request-reviewer"]
     assert set(reviewer["spec"]["allow"]) == {"review_requests"}
