@@ -23,14 +23,6 @@ pub struct ReviewParts {
     pub callback_addr: Option<SocketAddr>,
 }
 
-/// The mapping settings of a chat with review on.
-fn review_of(cfg: &ChatConfig) -> Option<crate::config::ReviewMapping> {
-    match cfg {
-        ChatConfig::Slack { review: Some(r), .. } => Some(r.mapping.clone()),
-        _ => None,
-    }
-}
-
 pub async fn start(
     cfg: &Config,
     chats: &[(Arc<dyn Chat>, &ChatConfig)],
@@ -41,7 +33,7 @@ pub async fn start(
     let desks: Vec<ChatDesk> = chats
         .iter()
         .filter_map(|(chat, c)| {
-            review_of(c).map(|mapping| ChatDesk { chat: chat.clone(), mapping, display: display_name(chat.name()) })
+            c.review_mapping().map(|m| ChatDesk { chat: chat.clone(), mapping: m.clone(), display: display_name(chat.name()) })
         })
         .collect();
     if desks.is_empty() {

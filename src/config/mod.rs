@@ -94,9 +94,17 @@ impl ChatConfig {
         }
     }
 
+    /// How clickers are mapped, when review from this chat is on.
+    pub fn review_mapping(&self) -> Option<&ReviewMapping> {
+        match self {
+            Self::Slack { review: Some(r), .. } => Some(&r.mapping),
+            _ => None,
+        }
+    }
+
     /// Whether cards carry Approve/Deny buttons.
     pub fn review_enabled(&self) -> bool {
-        matches!(self, Self::Slack { review: Some(_), .. })
+        self.review_mapping().is_some()
     }
 
     pub fn routing(&self) -> &RoleRecipients {
