@@ -35,7 +35,14 @@ pub fn build(cfg: &ChatConfig) -> Result<Arc<dyn Chat>, String> {
         ChatConfig::Discord { token, api_url, user_ids, .. } => {
             Arc::new(discord::DiscordChat::new(api_url, token.resolve()?, user_ids.clone())?)
         }
-        ChatConfig::Mattermost { url, token, .. } => Arc::new(mattermost::MattermostChat::new(url, token.resolve()?)?),
+        ChatConfig::Mattermost { url, token, review, .. } => {
+            let mut chat = mattermost::MattermostChat::new(url, token.resolve()?)?;
+            if let Some(r) = review {
+                let secret = r.secret.resolve().map_err(|e| format!("mattermost.secret: {e}"))?;
+                chat = chat.with_actions(mattermost::actions::Signer::new(secret.expose().as_bytes(), &r.action_url));
+            }
+            Arc::new(chat)
+        }
         ChatConfig::Console { .. } => Arc::new(console::ConsoleChat::default()),
     })
 }

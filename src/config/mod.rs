@@ -78,7 +78,7 @@ pub type RoleRecipients = BTreeMap<String, Vec<String>>;
 pub enum ChatConfig {
     Slack { token: Token, api_url: String, routing: RoleRecipients, review: Option<SlackReview> },
     Discord { token: Token, api_url: String, routing: RoleRecipients, user_ids: BTreeMap<String, String> },
-    Mattermost { url: String, token: Token, routing: RoleRecipients },
+    Mattermost { url: String, token: Token, routing: RoleRecipients, review: Option<MattermostReview> },
     /// Prints messages to stdout instead of posting them (demo, dry runs).
     Console { routing: RoleRecipients },
 }
@@ -98,6 +98,7 @@ impl ChatConfig {
     pub fn review_mapping(&self) -> Option<&ReviewMapping> {
         match self {
             Self::Slack { review: Some(r), .. } => Some(&r.mapping),
+            Self::Mattermost { review: Some(r), .. } => Some(&r.mapping),
             _ => None,
         }
     }
@@ -134,6 +135,16 @@ pub struct SlackReview {
     pub app_token: Option<Token>,
     /// Signing secret: clicks over HTTP at `/slack/interactions`.
     pub signing_secret: Option<Token>,
+}
+
+/// Review from Mattermost: on when present. Clicks come to the callback
+/// listener, the buttons' contexts signed with `secret`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MattermostReview {
+    pub mapping: ReviewMapping,
+    pub secret: Token,
+    /// The buttons' integration URL: `http.public_addr` + `/mattermost/actions`.
+    pub action_url: String,
 }
 
 /// The listener chats call back (interactivity), apart from health and metrics.
@@ -266,6 +277,13 @@ pub fn default_path(chat: Option<&str>) -> Result<PathBuf, String> {
 
 /// How clicks reach a chat's review, in a sentence for `check`.
 pub fn review_summary(chat: &ChatConfig, http: &HttpConfig) -> String {
+    if let ChatConfig::Mattermost { review: Some(r), .. } = chat {
+        return format!(
+            "on through the buttons' integration URL {} (signed contexts); clickers mapped by {}",
+            r.action_url,
+            mapping_summary(&r.mapping)
+        );
+    }
     let ChatConfig::Slack { review: Some(r), .. } = chat else {
         return "off (cards link to the Web UI or show tsh commands)".into();
     };
@@ -282,16 +300,12 @@ pub fn review_summary(chat: &ChatConfig, http: &HttpConfig) -> String {
         };
         ways.push(format!("HTTP interactivity (Slack app Request URL: {url})"));
     }
-    let trait_part = if r.mapping.user_id_trait.is_empty() {
-        "no trait".to_string()
-    } else {
-        format!("trait \"{}\"", r.mapping.user_id_trait)
-    };
-    format!(
-        "on through {}; clickers mapped by {trait_part}{}",
-        ways.join(" and "),
-        if r.mapping.allow_email_username_match { ", then by verified email" } else { "" }
-    )
+    format!("on through {}; clickers mapped by {}", ways.join(" and "), mapping_summary(&r.mapping))
+}
+
+fn mapping_summary(m: &ReviewMapping) -> String {
+    let trait_part = if m.user_id_trait.is_empty() { "no trait".to_string() } else { format!("trait \"{}\"", m.user_id_trait) };
+    format!("{trait_part}{}", if m.allow_email_username_match { ", then by verified email" } else { "" })
 }
 
 /// Parses a Go-style duration ("90s", "1m", "1h30m").

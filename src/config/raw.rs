@@ -120,6 +120,9 @@ pub struct RawMattermost {
     /// Older guides' default recipient: `team` with `channel`.
     pub team: Option<String>,
     pub channel: Option<String>,
+    /// HMAC key signing the buttons' contexts.
+    pub secret: Option<String>,
+    pub review: Option<RawReview>,
     pub recipients: Option<Vec<String>>,
     pub role_to_recipients: Option<RawRouting>,
 }
@@ -493,8 +496,9 @@ impl RawConfig {
                 (None, None) => {}
                 _ => chk.problem("mattermost: team and channel name the default recipient together (team/channel as in the channel URL); set both or neither"),
             }
+            let review = self.mattermost_review(read_files, chk);
             if let Some(token) = token {
-                chats.push(ChatConfig::Mattermost { url, token, routing });
+                chats.push(ChatConfig::Mattermost { url, token, routing, review });
             }
         }
         if let Some(c) = &self.console {

@@ -370,3 +370,28 @@ channel = "access"
     assert_eq!(own.chats[0].routing()["*"], vec!["ops/alerts"], "an explicit default wins");
     assert!(problems(&text.replace("channel = \"access\"\n", "")).contains("set both or neither"));
 }
+
+#[test]
+fn mattermost_review_needs_a_secret_and_the_listener() {
+    let base = r##"
+[teleport]
+addr = "auth:3025"
+identity = "/id"
+[mattermost]
+url = "https://mm.example.com"
+token = "t"
+team = "eng"
+channel = "access"
+"##;
+    let p = problems(&format!("{base}[mattermost.review]\nenabled = true\n"));
+    assert!(p.contains("needs mattermost.secret") && p.contains("needs http.listen_addr"), "{p}");
+    let ok = toml(&format!(
+        "{}secret = \"k\"\n[mattermost.review]\nenabled = true\n[http]\nlisten_addr = \"0.0.0.0:8443\"\npublic_addr = \"http://plugin.teleport.svc:8443/\"\n",
+        base.replace("channel = \"access\"\n", "channel = \"access\"\n")
+    ))
+    .unwrap();
+    let ChatConfig::Mattermost { review: Some(r), .. } = &ok.chats[0] else { panic!("review on") };
+    assert_eq!(r.action_url, "http://plugin.teleport.svc:8443/mattermost/actions");
+    assert_eq!(r.mapping.user_id_trait, "mattermost_user_id");
+    assert!(review_summary(&ok.chats[0], &ok.http).contains("/mattermost/actions"));
+}

@@ -22,6 +22,9 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use serde_json::{Map, Value, json};
 
+mod actions;
+pub use actions::{ActionAnswer, Ephemeral};
+
 use super::common::{
     ChatSim, FixedWindows, Flavor, ParsedBody, RateWindow, ServerHandle, SimChannel, SimCore,
     SimUser, TokenCheck, Tokens, Verdict, ceil_secs, char_len, header_value, json, lock,
@@ -153,6 +156,10 @@ struct State_ {
     last_millis: i64,
     rate_limit: Option<RateWindow>,
     windows: FixedWindows,
+    /// What users were shown ephemerally (button answers).
+    ephemerals: Vec<actions::Ephemeral>,
+    /// Users whose email is not verified.
+    unverified: std::collections::HashSet<String>,
 }
 
 struct Shared {
@@ -235,6 +242,7 @@ fn route_of(path: &str) -> Option<&'static str> {
     Some(match segments.as_slice() {
         ["users", "me"] => "/users/me",
         ["users", "email", _] => "/users/email/{email}",
+        ["users", _] => "/users/{user_id}",
         ["teams", "name", _, "channels", "name", _] => {
             "/teams/name/{team_name}/channels/name/{channel_name}"
         }
@@ -334,6 +342,8 @@ impl MattermostSim {
             last_millis: 0,
             rate_limit: config.rate_limit,
             windows: FixedWindows::default(),
+            ephemerals: Vec::new(),
+            unverified: Default::default(),
         };
         for u in config.users {
             state.users.insert(u.id.clone(), u);
@@ -348,6 +358,7 @@ impl MattermostSim {
         let app = Router::new()
             .route("/api/v4/users/me", get(get_me))
             .route("/api/v4/users/email/{email}", get(get_user_by_email))
+            .route("/api/v4/users/{user_id}", get(get_user))
             .route(
                 "/api/v4/teams/name/{team}/channels/name/{channel}",
                 get(get_channel_by_name),
@@ -516,6 +527,7 @@ impl State_ {
             "update_at": 0,
             "delete_at": 0,
             "is_bot": is_bot,
+            "email_verified": !self.unverified.contains(&u.id),
         })
     }
 
@@ -543,6 +555,8 @@ impl State_ {
     }
 
     fn post_json(&self, p: &MattermostPost) -> Value {
+        let mut props = p.props.clone();
+        actions::strip_integrations(&mut props);
         let replies: Vec<&MattermostPost> = if p.root_id.is_empty() {
             self.posts.values().filter(|r| r.root_id == p.id).collect()
         } else {
@@ -561,7 +575,7 @@ impl State_ {
             "original_id": "",
             "message": p.message,
             "type": "",
-            "props": p.props,
+            "props": props,
             "hashtags": "",
             "pending_post_id": p.pending_post_id,
             "reply_count": replies.len(),
@@ -688,6 +702,17 @@ async fn get_user_by_email(
                 "Unable to find the user.",
             )
         })?;
+    Ok(json(StatusCode::OK, st.user_json(user, false)))
+}
+
+async fn get_user(State(shared): State<Arc<Shared>>, Path(user_id): Path<String>) -> ApiResult {
+    let st = lock(&shared.state);
+    if st.bot.id == user_id {
+        return Ok(json(StatusCode::OK, st.user_json(&st.bot, true)));
+    }
+    let user = st.users.get(&user_id).ok_or_else(|| {
+        app_err(StatusCode::NOT_FOUND, "app.user.missing_account.const", "Unable to find the user.")
+    })?;
     Ok(json(StatusCode::OK, st.user_json(user, false)))
 }
 

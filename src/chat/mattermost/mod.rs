@@ -6,9 +6,10 @@
 //! limits apply per user across all routes: a 429 or `X-Ratelimit-Remaining:
 //! 0` closes every call until `X-Ratelimit-Reset` (seconds).
 
+pub mod actions;
 pub mod render;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
@@ -27,6 +28,8 @@ pub struct MattermostChat {
     /// Recipient (email, team/channel) → channel ID; `None`: no such user.
     recipients: TtlCache<Option<String>>,
     bot_id: Mutex<Option<String>>,
+    /// Signs the Approve/Deny buttons, when review from Mattermost is on.
+    actions: Option<Arc<actions::Signer>>,
 }
 
 impl MattermostChat {
@@ -48,7 +51,23 @@ impl MattermostChat {
             http,
             recipients: TtlCache::new(ttl),
             bot_id: Mutex::new(None),
+            actions: None,
         })
+    }
+
+    /// Cards carry Approve/Deny buttons signed by `signer`.
+    pub fn with_actions(mut self, signer: actions::Signer) -> Self {
+        self.actions = Some(Arc::new(signer));
+        self
+    }
+
+    /// Post props for `content`: the marker, and a card's buttons.
+    fn props_for(&self, content: &Content<'_>) -> Value {
+        let mut props = render::props(&content.marker());
+        if let (Some(signer), Content::Card(v)) = (&self.actions, content) {
+            props["attachments"] = signer.attachments(v);
+        }
+        props
     }
 
     /// A request to `api/v4/<segments>`.
@@ -155,7 +174,7 @@ impl MattermostChat {
         let mut body = json!({
             "channel_id": channel,
             "message": render::render(content),
-            "props": render::props(&marker),
+            "props": self.props_for(content),
             "pending_post_id": render::pending_post_id(channel, &marker),
         });
         if let Some(root) = root_id {
@@ -289,6 +308,33 @@ impl Chat for MattermostChat {
         )))
     }
 
+    async fn verified_email(&self, user_id: &str) -> Result<Option<String>, ChatError> {
+        let req = Self::req(Method::GET, "GET /users/{user_id}", &["users", user_id]).about("the clicking user").missing(Missing::Message);
+        let v = match self.http.call(req).await {
+            Ok(v) => v,
+            Err(e) if matches!(e.kind, super::ErrorKind::Gone | super::ErrorKind::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // Only a verified email of an active human account vouches for
+        // anyone (emails are blank unless the server shows them to bots).
+        let usable = v["email_verified"] == true && v["delete_at"].as_i64() == Some(0) && v["is_bot"] != true;
+        Ok(v["email"].as_str().filter(|e| usable && !e.is_empty()).map(str::to_string))
+    }
+
+    fn start_clicks(
+        self: Arc<Self>,
+        cfg: &crate::config::ChatConfig,
+        ctx: super::click::ClickContext,
+    ) -> Result<super::click::ClickTransports, String> {
+        let (crate::config::ChatConfig::Mattermost { review: Some(_), .. }, Some(signer)) = (cfg, &self.actions) else {
+            return Ok(super::click::ClickTransports::default());
+        };
+        Ok(super::click::ClickTransports {
+            routes: Some(actions::router(signer.clone(), ctx.desk, ctx.rejections)),
+            link: None,
+        })
+    }
+
     async fn requester_target(&self, user: &str) -> Result<Option<Target>, ChatError> {
         if !looks_like_email(user) {
             return Ok(None);
@@ -305,8 +351,7 @@ impl Chat for MattermostChat {
     }
 
     async fn update(&self, message: &MessageRef, content: Content<'_>) -> Result<(), ChatError> {
-        let body =
-            json!({"message": render::render(&content), "props": render::props(&content.marker())});
+        let body = json!({"message": render::render(&content), "props": self.props_for(&content)});
         let req = Self::req(
             Method::PUT,
             "PUT /posts/{post_id}/patch",

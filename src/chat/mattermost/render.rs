@@ -26,7 +26,10 @@ pub fn render(content: &Content<'_>) -> String {
             let card = fields::card(v, &lim);
             let mut head = vec![format!("**{}**", escape_markdown(card.title))];
             head.extend(card.fields.iter().map(line));
-            let tail: Vec<String> = card.status.iter().map(line).collect();
+            let mut tail: Vec<String> = card.status.iter().map(line).collect();
+            if let Some(n) = v.approvals_needed.filter(|n| *n > 0 && v.status == crate::chat::Status::Pending) {
+                tail.push(format!("**Approvals needed**: {n} more"));
+            }
             fit_lines(&head, &tail, "\n", MAX_MESSAGE)
         }
         Content::Review(v, i) => {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{Check, RawConfig, RawReview, non_empty};
-use crate::config::{CallbackConfig, ReviewMapping, SlackReview, Token};
+use crate::config::{CallbackConfig, MattermostReview, ReviewMapping, SlackReview, Token};
 
 /// The upstream default of `slack_user_id_trait`.
 const DEFAULT_SLACK_TRAIT: &str = "slack_user_id";
@@ -82,6 +82,34 @@ impl RawConfig {
         }
         let mapping = mapping(key, trait_key, given, DEFAULT_SLACK_TRAIT, r.allow_email_username_match, chk);
         Some(SlackReview { mapping, app_token, signing_secret })
+    }
+
+    /// Review from Mattermost, or `None` when it is off.
+    pub(super) fn mattermost_review(&self, read_files: bool, chk: &mut Check) -> Option<MattermostReview> {
+        let m = self.mattermost.as_ref()?;
+        let secret = optional_secret("mattermost.secret", &m.secret, read_files, chk);
+        let Some(r) = m.review.as_ref().filter(|r| r.enabled.unwrap_or(false)) else {
+            if m.review.is_some() && secret.is_some() {
+                chk.warn("mattermost.review.enabled is not true: cards carry no Approve/Deny buttons");
+            }
+            return None;
+        };
+        if r.app_token.is_some() {
+            chk.problem("mattermost.review.app_token: Mattermost has no app token; clicks come to http.listen_addr (remove the key)");
+        }
+        if r.slack_user_id_trait.is_some() {
+            chk.problem("mattermost.review.slack_user_id_trait: the key here is mattermost.review.user_id_trait");
+        }
+        if secret.is_none() {
+            chk.problem("mattermost.review.enabled needs mattermost.secret: a random string (or a file path) that signs the buttons, e.g. from `openssl rand -hex 32`");
+        }
+        let public = non_empty(&self.http.public_addr);
+        if non_empty(&self.http.listen_addr).is_none() || public.is_none() {
+            chk.problem("mattermost.review.enabled needs http.listen_addr (the callback listener) and http.public_addr (the URL Mattermost calls it at, e.g. http://teleport-plugin.teleport.svc:8443)");
+        }
+        let action_url = format!("{}/mattermost/actions", public.unwrap_or_default().trim_end_matches('/'));
+        let mapping = mapping("mattermost.review", "user_id_trait", &r.user_id_trait, "mattermost_user_id", r.allow_email_username_match, chk);
+        Some(MattermostReview { mapping, secret: secret?, action_url })
     }
 
     /// The callback listener, when configured.
