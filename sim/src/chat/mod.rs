@@ -19,4 +19,7 @@ pub use common::{
 };
 pub use discord::{DiscordMessage, DiscordRevision, DiscordSim, DiscordSimConfig};
 pub use mattermost::{MattermostPost, MattermostRevision, MattermostSim, MattermostSimConfig};
-pub use slack::{POST_LIMIT, SlackMessage, SlackRevision, SlackSim, SlackSimConfig, tier};
+pub use slack::{
+    ClickError, ClickVia, Ephemeral, Forgery, POST_LIMIT, SlackMessage, SlackRevision, SlackSim, SlackSimConfig,
+    SlackUserFlags, SocketModeConfig, tier,
+};

@@ -12,6 +12,13 @@
 //! `Retry-After` in whole seconds and `{"ok":false,"error":"ratelimited"}`;
 //! calls that arrive inside an announced window are recorded
 //! ([`ChatSim::calls_inside_windows`]).
+//!
+//! Interactivity: `apps.connections.open` (app-level `xapp-` tokens only)
+//! hands out one-use `ws://` URLs of the Socket Mode server
+//! ([`socket_mode`]); [`SlackSim::click`] presses a button of a stored
+//! message and delivers the `block_actions` payload over Socket Mode, or
+//! signed to the Request URL ([`interactivity`]). What the app shows one
+//! user alone (`response_url`, `chat.postEphemeral`) is recorded per user.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, post};
 use axum::{Extension, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -34,6 +41,12 @@ use super::common::{
 };
 
 mod blocks;
+pub mod interactivity;
+pub mod socket_mode;
+
+pub use interactivity::{ClickError, ClickVia, Ephemeral, Forgery, ResponsePost};
+pub use socket_mode::{Ack, Connection, Delivery, Envelope, SocketModeConfig};
+use interactivity::{RequestUrl, ResponseUrl, Sent};
 
 /// Longest `text` chat.postMessage accepts.
 const MAX_TEXT_CHARS: usize = 40_000;
@@ -57,6 +70,25 @@ pub struct SlackSimConfig {
     pub rate_limits: HashMap<String, RateWindow>,
     /// Per-channel budget of `chat.postMessage` (thread replies included).
     pub post_limit: Option<TokenRule>,
+    /// Accepted app-level tokens (`xapp-…`), for `apps.connections.open`.
+    pub app_tokens: Vec<String>,
+    /// The legacy verification token put in payloads (receivers ignore it).
+    pub verification_token: String,
+    pub socket_mode: SocketModeConfig,
+}
+
+/// Account facts `users.info` reports besides [`SimUser`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlackUserFlags {
+    pub email_confirmed: bool,
+    pub deleted: bool,
+    pub is_bot: bool,
+}
+
+impl Default for SlackUserFlags {
+    fn default() -> Self {
+        Self { email_confirmed: true, deleted: false, is_bot: false }
+    }
 }
 
 impl Default for SlackSimConfig {
@@ -74,6 +106,9 @@ impl Default for SlackSimConfig {
             channels: Vec::new(),
             rate_limits: HashMap::new(),
             post_limit: None,
+            app_tokens: vec!["xapp-sim-app-token".into()],
+            verification_token: "sim-verification-token".into(),
+            socket_mode: SocketModeConfig::default(),
         }
     }
 }
@@ -221,11 +256,20 @@ struct State_ {
     windows: FixedWindows,
     post_limit: Option<TokenRule>,
     post_buckets: TokenBuckets,
+    app_tokens: Tokens,
+    verification_token: String,
+    user_flags: HashMap<String, SlackUserFlags>,
+    ephemerals: Vec<Ephemeral>,
+    response_urls: HashMap<String, ResponseUrl>,
+    response_posts: Vec<ResponsePost>,
+    request_url: Option<RequestUrl>,
+    last_sent: Option<Sent>,
 }
 
 struct Shared {
     core: Arc<SimCore>,
     state: Mutex<State_>,
+    hub: Arc<socket_mode::Hub>,
 }
 
 /// Handle to a running Slack simulator; clones share the server.
@@ -233,12 +277,18 @@ struct Shared {
 pub struct SlackSim {
     shared: Arc<Shared>,
     server: Arc<ServerHandle>,
+    /// Stops the Socket Mode server with the last handle.
+    _socket_mode: Arc<tokio_util::sync::DropGuard>,
 }
 
 struct SlackFlavor;
 
 impl Flavor for SlackFlavor {
     fn endpoint(&self, _method: &Method, path: &str) -> String {
+        if path.starts_with("/actions/") {
+            // The path is a capability: recorded by its kind only.
+            return "response_url".to_owned();
+        }
         path.strip_prefix("/api/").unwrap_or(path).to_owned()
     }
 
@@ -315,6 +365,14 @@ impl SlackSim {
             windows: FixedWindows::default(),
             post_limit: config.post_limit,
             post_buckets: TokenBuckets::default(),
+            app_tokens: Tokens::new(&config.app_tokens),
+            verification_token: config.verification_token,
+            user_flags: HashMap::new(),
+            ephemerals: Vec::new(),
+            response_urls: HashMap::new(),
+            response_posts: Vec::new(),
+            request_url: None,
+            last_sent: None,
         };
         for u in config.users {
             state.users.insert(u.id.clone(), u);
@@ -322,17 +380,22 @@ impl SlackSim {
         for c in config.channels {
             state.add_channel(c);
         }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let hub = socket_mode::Hub::start(state.app_id.clone(), config.socket_mode, stop.clone()).await?;
         let shared = Arc::new(Shared {
             core: core.clone(),
             state: Mutex::new(state),
+            hub,
         });
         let app = Router::new()
             .route("/api/{method}", any(api))
+            .route("/actions/{team}/{n}/{secret}", post(response_url))
             .with_state(shared.clone());
         let server = serve(app, core).await?;
         Ok(Self {
             shared,
             server: Arc::new(server),
+            _socket_mode: Arc::new(stop.drop_guard()),
         })
     }
 
@@ -395,6 +458,170 @@ impl SlackSim {
     pub fn dm_channel_of(&self, user: &str) -> Option<String> {
         self.state().dm_of(user)
     }
+
+    pub fn team_id(&self) -> String {
+        self.state().team_id.clone()
+    }
+
+    /// Sets what `users.info` says of `user` beyond its [`SimUser`] fields.
+    pub fn set_user_flags(&self, user: &str, flags: SlackUserFlags) {
+        self.state().user_flags.insert(user.to_owned(), flags);
+    }
+
+    pub fn add_app_token(&self, token: &str) {
+        self.state().app_tokens.add(token);
+    }
+
+    /// `apps.connections.open` answers `token_revoked` for `token` from now on.
+    pub fn revoke_app_token(&self, token: &str) {
+        self.state().app_tokens.revoke(token);
+    }
+
+    /// Where clicks go when no Socket Mode connection is up, and the
+    /// signing secret they are signed with.
+    pub fn set_request_url(&self, url: &str, signing_secret: &str) {
+        self.state().request_url = Some(RequestUrl { url: url.to_owned(), secret: signing_secret.to_owned() });
+    }
+
+    /// `user` clicks the button `action_id` (e.g. `approve_button`) of the
+    /// message `ts` in `channel` (a confirmation dialog is accepted). The
+    /// button must be on the stored message; its value is sent. Delivered
+    /// over Socket Mode when a connection is up, else to the Request URL.
+    pub async fn click(&self, user: &str, channel: &str, ts: &str, action_id: &str) -> Result<ClickVia, ClickError> {
+        let base = format!("http://{}", self.server.addr());
+        let payload = self.state().click_payload(&base, user, channel, ts, action_id)?;
+        if let Some(envelope_id) = self.shared.hub.send_interactive(payload.clone()) {
+            return Ok(ClickVia::Socket { envelope_id });
+        }
+        if self.state().request_url.is_none() {
+            return Err(ClickError::NoReceiver);
+        }
+        self.deliver(payload, None).await.map(|status| ClickVia::Http { status })
+    }
+
+    /// Like [`click`](Self::click), always to the Request URL, forged as
+    /// `forgery` says (or genuine with `None`); the answer's HTTP status.
+    pub async fn click_http(
+        &self,
+        user: &str,
+        channel: &str,
+        ts: &str,
+        action_id: &str,
+        forgery: Option<Forgery>,
+    ) -> Result<u16, ClickError> {
+        let base = format!("http://{}", self.server.addr());
+        let payload = self.state().click_payload(&base, user, channel, ts, action_id)?;
+        self.deliver(payload, forgery.as_ref()).await
+    }
+
+    /// Sends the last HTTP delivery again, byte for byte (a replay).
+    pub async fn replay_last_http(&self) -> Result<u16, ClickError> {
+        let (url, sent) = {
+            let st = self.state();
+            let url = st.request_url.as_ref().map(|r| r.url.clone()).ok_or(ClickError::NoReceiver)?;
+            (url, st.last_sent.clone().ok_or(ClickError::NothingToReplay)?)
+        };
+        interactivity::post(&url, &sent).await
+    }
+
+    async fn deliver(&self, payload: Value, forgery: Option<&Forgery>) -> Result<u16, ClickError> {
+        let (url, sent) = {
+            let mut st = self.state();
+            let r = st.request_url.as_ref().ok_or(ClickError::NoReceiver)?;
+            let url = r.url.clone();
+            let sent = interactivity::delivery(&r.secret, payload, forgery);
+            st.last_sent = Some(sent.clone());
+            (url, sent)
+        };
+        interactivity::post(&url, &sent).await
+    }
+
+    /// Texts shown to `user` alone, oldest first.
+    pub fn ephemerals(&self, user: &str) -> Vec<String> {
+        self.state().ephemerals.iter().filter(|e| e.user == user).map(|e| e.text.clone()).collect()
+    }
+
+    /// Everything shown to one user alone, oldest first.
+    pub fn ephemeral_records(&self) -> Vec<Ephemeral> {
+        self.state().ephemerals.clone()
+    }
+
+    /// Every body posted to a `response_url`.
+    pub fn response_posts(&self) -> Vec<ResponsePost> {
+        self.state().response_posts.clone()
+    }
+
+    /// Changes the Socket Mode timing (redelivery, pings) from now on.
+    pub fn set_socket_mode_config(&self, f: impl FnOnce(&mut SocketModeConfig)) {
+        self.shared.hub.set_config(f);
+    }
+
+    /// Whether a Socket Mode connection that got its `hello` is up.
+    pub fn socket_connected(&self) -> bool {
+        self.shared.hub.connected()
+    }
+
+    /// Every Socket Mode connection so far, live or ended.
+    pub fn socket_connections(&self) -> Vec<Connection> {
+        self.shared.hub.connections()
+    }
+
+    pub fn envelopes(&self) -> Vec<Envelope> {
+        self.shared.hub.envelopes()
+    }
+
+    pub fn acks(&self) -> Vec<Ack> {
+        self.shared.hub.acks()
+    }
+
+    /// Sends `disconnect` (`warning`, `refresh_requested`, `link_disabled`,
+    /// …) to every connection, then closes them shortly after.
+    pub fn socket_disconnect(&self, reason: &str) {
+        self.shared.hub.disconnect(reason);
+    }
+
+    /// Ends every connection without a close frame.
+    pub fn drop_sockets(&self) {
+        self.shared.hub.drop_all();
+    }
+
+    /// Every connection stops reading, writing and answering pings, the
+    /// socket left open (half-open).
+    pub fn freeze_sockets(&self) {
+        self.shared.hub.freeze_all();
+    }
+
+    /// The connection that carries the next envelope drops right after it.
+    pub fn drop_socket_after_next_envelope(&self) {
+        self.shared.hub.drop_after_next_envelope();
+    }
+
+    /// The next `n` acks are read but ignored (lost), so their envelopes
+    /// are delivered again.
+    pub fn lose_next_acks(&self, n: u32) {
+        self.shared.hub.lose_next_acks(n);
+    }
+
+    /// Waits until `pred` holds, re-checked after every API call and every
+    /// Socket Mode event.
+    pub async fn wait_for(&self, mut pred: impl FnMut(&Self) -> bool, timeout: Duration) -> Result<(), super::WaitTimeout> {
+        let mut hub = self.shared.hub.subscribe();
+        let mut calls = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            hub.borrow_and_update();
+            if pred(self) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = hub.changed() => {}
+                _ = calls.recv() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return if pred(self) { Ok(()) } else { Err(super::WaitTimeout(timeout)) };
+                }
+            }
+        }
+    }
 }
 
 impl ChatSim for SlackSim {
@@ -450,6 +677,10 @@ fn parse_ts(ts: &str) -> Option<u64> {
     let secs: u64 = secs.parse().ok()?;
     let micros: u64 = format!("{frac:0<6}").parse().ok()?;
     secs.checked_mul(1_000_000)?.checked_add(micros)
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 fn fmt_ts(micros: u64) -> String {
@@ -712,6 +943,8 @@ fn method_fn(name: &str) -> Option<MethodFn> {
         "conversations.list" => conversations_list,
         "conversations.history" => conversations_history,
         "conversations.replies" => conversations_replies,
+        "chat.postEphemeral" => chat_post_ephemeral,
+        "users.info" => users_info,
         _ => return None,
     })
 }
@@ -723,11 +956,15 @@ async fn api(
     uri: Uri,
     Extension(body): Extension<ParsedBody>,
 ) -> Response {
-    let Some(run) = method_fn(&method) else {
-        return json(
-            StatusCode::NOT_FOUND,
-            json!({"ok": false, "error": "unknown_method", "req_method": method}),
-        );
+    // `None`: apps.connections.open, checked against the app-level tokens.
+    let run = match method_fn(&method) {
+        None if method != "apps.connections.open" => {
+            return json(
+                StatusCode::NOT_FOUND,
+                json!({"ok": false, "error": "unknown_method", "req_method": method}),
+            );
+        }
+        run => run,
     };
     let result = match Args::build(uri.query(), &body) {
         Err(e) => Err(e),
@@ -737,9 +974,17 @@ async fn api(
                 _ => None,
             };
             let mut st = lock(&shared.state);
-            match bearer(&headers).or(form_token) {
+            let token = bearer(&headers).or(form_token);
+            let Some(run) = run else {
+                return reply(connections_open(&st, token.as_deref(), &shared.hub));
+            };
+            match token {
                 None => Err(err("not_authed")),
                 Some(token) => match st.tokens.check(&token) {
+                    // An app-level token works for apps.connections.open only.
+                    TokenCheck::Unknown if st.app_tokens.check(&token) == TokenCheck::Valid => {
+                        Err(err("not_allowed_token_type"))
+                    }
                     TokenCheck::Unknown => Err(err("invalid_auth")),
                     TokenCheck::Revoked => Err(err("token_revoked")),
                     TokenCheck::Valid => {
@@ -765,6 +1010,11 @@ async fn api(
             }
         }
     };
+    reply(result)
+}
+
+/// The JSON answer of a method: `ok` plus its fields, or `ok: false` and `error`.
+fn reply(result: MethodResult) -> Response {
     let body = match result {
         Ok(Value::Object(mut o)) => {
             o.insert("ok".into(), Value::Bool(true));
@@ -779,6 +1029,87 @@ async fn api(
         }
     };
     json(StatusCode::OK, body)
+}
+
+/// `apps.connections.open`: an app-level token gets a one-use URL.
+fn connections_open(st: &State_, token: Option<&str>, hub: &socket_mode::Hub) -> MethodResult {
+    let token = token.ok_or_else(|| err("not_authed"))?;
+    match st.app_tokens.check(token) {
+        TokenCheck::Valid => Ok(json!({"url": hub.new_url()})),
+        TokenCheck::Revoked => Err(err("token_revoked")),
+        TokenCheck::Unknown if st.tokens.check(token) != TokenCheck::Unknown || token.starts_with("xox") => {
+            Err(err("not_allowed_token_type"))
+        }
+        TokenCheck::Unknown => Err(err("invalid_auth")),
+    }
+}
+
+/// A response URL of a click: shown to the clicker alone unless the body
+/// asks for the channel or to replace the card.
+async fn response_url(
+    State(shared): State<Arc<Shared>>,
+    Path((_team, _n, secret)): Path<(String, String, String)>,
+    Extension(body): Extension<ParsedBody>,
+) -> Response {
+    let body = match &body {
+        ParsedBody::Json(v @ Value::Object(_)) => v.clone(),
+        _ => return json(StatusCode::BAD_REQUEST, json!({"ok": false, "error": "invalid_payload"})),
+    };
+    match lock(&shared.state).response_url_post(&secret, &body) {
+        Ok(()) => json(StatusCode::OK, json!({"ok": true})),
+        Err((status, code)) => json(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND),
+            json!({"ok": false, "error": code}),
+        ),
+    }
+}
+
+fn chat_post_ephemeral(st: &mut State_, args: &Args) -> MethodResult {
+    let target = args.str("channel").ok_or_else(|| err("channel_not_found"))?;
+    let channel = st.find_channel(&target).ok_or_else(|| err("channel_not_found"))?;
+    let ch = st.channels.get(&channel).ok_or_else(|| err("channel_not_found"))?;
+    if !ch.is_member {
+        return Err(err("not_in_channel"));
+    }
+    let user = args.str("user").ok_or_else(|| missing_arg("user"))?;
+    if !st.users.contains_key(&user) {
+        return Err(err("user_not_found"));
+    }
+    if let Kind::Im { user: owner } = &ch.kind
+        && *owner != user
+    {
+        return Err(err("user_not_in_channel"));
+    }
+    let content = parse_content(args)?;
+    let text = content.text.unwrap_or_default();
+    if text.is_empty() && !non_empty_array(&content.blocks) {
+        return Err(err("no_text"));
+    }
+    let ts = fmt_ts(st.next_ts());
+    st.ephemerals.push(Ephemeral { user, channel, text, via: "chat.postEphemeral", thread_ts: args.str("thread_ts") });
+    Ok(json!({"message_ts": ts}))
+}
+
+fn users_info(st: &mut State_, args: &Args) -> MethodResult {
+    let id = args.str("user").ok_or_else(|| missing_arg("user"))?;
+    let user = st.users.get(&id).ok_or_else(|| err("user_not_found"))?;
+    let flags = st.user_flags.get(&id).copied().unwrap_or_default();
+    let mut profile = json!({"real_name": user.name, "display_name": user.name});
+    if !user.email.is_empty() {
+        profile["email"] = json!(user.email);
+    }
+    Ok(json!({"user": {
+        "id": user.id,
+        "team_id": st.team_id,
+        "name": user.name,
+        "real_name": user.name,
+        "deleted": flags.deleted,
+        "is_bot": flags.is_bot,
+        "is_app_user": false,
+        "is_restricted": false,
+        "is_email_confirmed": flags.email_confirmed,
+        "profile": profile,
+    }}))
 }
 
 fn auth_test(st: &mut State_, _args: &Args) -> MethodResult {

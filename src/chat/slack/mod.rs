@@ -2,12 +2,23 @@
 //! thread replies, reactions, DMs by email, and finding our messages again
 //! through message metadata.
 //!
+//! Review from chat: the cards' Approve/Deny buttons ([`render`]) send their
+//! clicks either over Socket Mode ([`socket_mode`], an app-level token) or
+//! to a signed HTTP Request URL ([`http_interactivity`], the signing
+//! secret). Both read the payload with [`interaction`], hand the click to the
+//! review desk and show the outcome to the clicker alone
+//! ([`SlackChat::answer_ephemeral`]).
+//!
 //! Slack answers application errors with HTTP 200 and `{"ok": false, "error":
 //! "..."}`; rate limits are HTTP 429 with `Retry-After` (whole seconds) and no
 //! remaining-count headers. `chat.postMessage` is limited per channel (about
 //! one post a second), every other method per method (its tier).
 
+pub mod http_interactivity;
+pub mod interaction;
 pub mod render;
+pub mod signature;
+pub mod socket_mode;
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::cache::TtlCache;
+use super::click::{Click, ClickSender, decide};
 use super::http::{self, Api, ClientOptions, Http, Idempotency, Reply, Request, Verdict};
 use super::text::looks_like_email;
 use super::{Capabilities, Chat, ChatError, Content, Marker, MessageRef, Place, Reaction, Target};
@@ -35,12 +47,19 @@ pub struct SlackChat {
     /// and `conversations.open`.
     channels: TtlCache<String>,
     bot: Mutex<Option<Bot>>,
+    /// Posts to `response_url`s: no Authorization header, short timeouts.
+    hooks: reqwest::Client,
+    /// Host of the API URL: a `response_url` must be on it or below it
+    /// (`hooks.slack.com` under `slack.com`), so the bot never posts to a
+    /// host it was not configured for.
+    api_host: String,
 }
 
 #[derive(Debug, Clone)]
 struct Bot {
     user_id: String,
     bot_id: String,
+    team_id: String,
 }
 
 impl SlackChat {
@@ -51,6 +70,17 @@ impl SlackChat {
 
     pub fn with_options(api_url: &str, token: Secret, opts: ClientOptions) -> Result<Self, String> {
         let ttl = opts.lookup_ttl;
+        let api_host = reqwest::Url::parse(api_url.trim())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        let hooks = reqwest::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.request_timeout)
+            .user_agent(http::user_agent())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the Slack HTTP client: {e}"))?;
         let api = SlackApi {
             bot_name: Mutex::new(None),
         };
@@ -66,7 +96,59 @@ impl SlackChat {
             emails: TtlCache::new(ttl),
             channels: TtlCache::new(ttl),
             bot: Mutex::new(None),
+            hooks,
+            api_host,
         })
+    }
+
+    /// The ID of the bot's own workspace (from `auth.test`, asked once).
+    pub async fn team_id(&self) -> Result<String, ChatError> {
+        let team = self.bot().await?.team_id;
+        if team.is_empty() {
+            return Err(ChatError::transient("Slack auth.test did not say which workspace the bot is in"));
+        }
+        Ok(team)
+    }
+
+    /// Shows `text` to the clicker alone: through the interaction's
+    /// `response_url` (ephemeral, the card left as it is) when there is one
+    /// on the API's host, else (or when that fails) with
+    /// `chat.postEphemeral` in the card's channel.
+    pub async fn answer_ephemeral(&self, to: &interaction::ReplyTo, text: &str) -> Result<(), ChatError> {
+        if let Some(url) = to.response_url.as_ref() {
+            match self.post_response_url(url, text).await {
+                Ok(()) => return Ok(()),
+                // The URL is never named: it is a credential.
+                Err(why) => tracing::debug!(user = %to.user_id, %why, "answering through the response URL failed; using chat.postEphemeral"),
+            }
+        }
+        if to.channel_id.is_empty() {
+            return Err(ChatError::permanent("the click named no channel to answer the clicker in"));
+        }
+        let mut args = json!({"channel": to.channel_id, "user": to.user_id, "text": text});
+        if let Some(ts) = &to.thread_ts {
+            args["thread_ts"] = json!(ts);
+        }
+        self.call("chat.postEphemeral", args, &to.channel_id, Idempotency::Safe).await.map(drop)
+    }
+
+    async fn post_response_url(&self, url: &Secret, text: &str) -> Result<(), String> {
+        let parsed = reqwest::Url::parse(url.expose()).map_err(|_| "the response URL does not parse".to_string())?;
+        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+        let on_api_host = !self.api_host.is_empty()
+            && (host == self.api_host || host.ends_with(&format!(".{}", self.api_host)));
+        if !matches!(parsed.scheme(), "https" | "http") || !on_api_host {
+            return Err(format!("the response URL is not on the API host {}", self.api_host));
+        }
+        let body = json!({"text": text, "response_type": "ephemeral", "replace_original": false});
+        let resp = self.hooks.post(parsed).json(&body).send().await.map_err(|e| {
+            if e.is_timeout() { "no answer in time".to_string() } else { "the request failed".to_string() }
+        })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", resp.status().as_u16()))
+        }
     }
 
     async fn call(
@@ -289,8 +371,30 @@ impl SlackChat {
     }
 }
 
+/// Decides `click` with the review desk and shows the outcome to the
+/// clicker alone; `via` names the transport in the log line.
+async fn settle(chat: &SlackChat, desk: &ClickSender, click: Click, reply: interaction::ReplyTo, via: &'static str) {
+    let request_id = click.request_id.clone();
+    let (user, decision) = (click.user_id.clone(), click.decision);
+    let outcome = decide(desk, click).await;
+    tracing::info!(request = %request_id, user = %user, decision = decision.as_str(), outcome = outcome.label(), via, "Slack click");
+    if let Err(e) = chat.answer_ephemeral(&reply, &outcome.text(&request_id)).await {
+        tracing::warn!(request = %request_id, user = %user, error = %e, "could not show the click's outcome to the Slack user");
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The email of a `users.info` user when Slack vouches for it: a confirmed
+/// address of an active human account (not deleted, not a bot, not Slackbot).
+/// Without the `users:read.email` scope Slack leaves the email out.
+fn vouched_email(user: &Value) -> Option<String> {
+    let human = user["deleted"] != true && user["is_bot"] != true && user["id"] != "USLACKBOT";
+    let confirmed = user["is_email_confirmed"] == true;
+    let email = user["profile"]["email"].as_str().map(str::trim).filter(|e| looks_like_email(e))?;
+    (human && confirmed).then(|| email.to_string())
 }
 
 /// `Some(first letter)` when `s` is a Slack ID (C…, G…, D… channels; U…, W… users).
@@ -334,6 +438,7 @@ impl Chat for SlackChat {
         *lock(&self.bot) = Some(Bot {
             user_id: s("user_id"),
             bot_id: s("bot_id"),
+            team_id: s("team_id"),
         });
         *lock(&self.http.api().bot_name) = Some(s("user")).filter(|n| !n.is_empty());
         Ok(format!(
@@ -415,6 +520,15 @@ impl Chat for SlackChat {
         )
         .await
         .map(drop)
+    }
+
+    async fn verified_email(&self, user_id: &str) -> Result<Option<String>, ChatError> {
+        let v = match self.get("users.info", &[("user", user_id.to_string())], user_id).await {
+            Ok(v) => v,
+            Err(e) if e.kind == super::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(vouched_email(&v["user"]))
     }
 
     async fn find_posted(
@@ -821,6 +935,24 @@ mod tests {
             &[],
         ));
         assert_eq!(e.kind, ErrorKind::Permanent);
+    }
+
+    #[test]
+    fn only_confirmed_emails_of_active_humans_are_vouched_for() {
+        let user = |f: &dyn Fn(&mut Value)| {
+            let mut u = json!({"id": "U0ALICE01", "deleted": false, "is_bot": false, "is_email_confirmed": true,
+                "profile": {"email": "alice@example.com"}});
+            f(&mut u);
+            vouched_email(&u)
+        };
+        assert_eq!(user(&|_| {}).as_deref(), Some("alice@example.com"));
+        assert_eq!(user(&|u| u["is_email_confirmed"] = json!(false)), None);
+        assert_eq!(user(&|u| { u.as_object_mut().unwrap().remove("is_email_confirmed"); }), None, "unknown is not confirmed");
+        assert_eq!(user(&|u| u["deleted"] = json!(true)), None);
+        assert_eq!(user(&|u| u["is_bot"] = json!(true)), None);
+        assert_eq!(user(&|u| u["id"] = json!("USLACKBOT")), None);
+        assert_eq!(user(&|u| { u["profile"].as_object_mut().unwrap().remove("email"); }), None, "no users:read.email scope");
+        assert_eq!(user(&|u| u["profile"]["email"] = json!("not an email")), None);
     }
 
     #[test]

@@ -7,12 +7,19 @@
 //! user text also sits in code spans/blocks whose backticks are neutralised.
 //! Limits: each text object stays within 3000 characters and a message within
 //! 50 blocks; anything cut says so.
+//!
+//! Review from chat: a pending card with `view.buttons` ends in an actions
+//! block [`REVIEW_BLOCK_ID`] holding Approve ([`APPROVE_ACTION`]) and Deny
+//! ([`DENY_ACTION`], behind a confirmation dialog), each carrying the request
+//! ID as its value, as the official plugin lays them out. An update rendered
+//! without `buttons` (resolved, long-term) has no actions block, so it removes
+//! them.
 
 use serde_json::{Value, json};
 
 use crate::chat::fields::{self, Limits, Line, Part};
 use crate::chat::text::{TRUNCATED, code_safe, len};
-use crate::chat::{Content, Marker};
+use crate::chat::{Content, Marker, RequestView, Status};
 
 /// Characters per text object (section text, context element).
 pub const MAX_TEXT_OBJECT: usize = 3000;
@@ -20,6 +27,15 @@ pub const MAX_TEXT_OBJECT: usize = 3000;
 pub const MAX_BLOCKS: usize = 50;
 /// `metadata.event_type` of every message we post.
 pub const EVENT_TYPE: &str = "teleport_access_request";
+/// `block_id` of the actions block with the review buttons.
+pub const REVIEW_BLOCK_ID: &str = "review_block";
+/// `action_id` of the Approve button.
+pub const APPROVE_ACTION: &str = "approve_button";
+/// `action_id` of the Deny button.
+pub const DENY_ACTION: &str = "deny_button";
+/// Longest button `value` Slack accepts; a longer request ID gets no buttons
+/// (Teleport's IDs are UUIDs, far shorter).
+pub const MAX_BUTTON_VALUE: usize = 2000;
 
 /// A rendered message: `text` fallback and blocks.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,14 +67,20 @@ pub fn render(content: &Content<'_>) -> Message {
             let card = fields::card(v, &lim);
             let title = section(&escape(card.title));
             let lines: Vec<String> = card.fields.iter().map(line).collect();
-            let status: Vec<String> = card.status.iter().map(line).collect();
+            let mut status: Vec<String> = card.status.iter().map(line).collect();
+            if let Some(n) = approvals_needed(v) {
+                status.push(format!("{n} more approval{} needed", if n == 1 { " is" } else { "s are" }));
+            }
+            let actions = review_actions(v);
             let mut blocks = vec![title];
-            // Title and status context take two of the 50 blocks.
-            blocks.extend(sections(&lines, MAX_BLOCKS - 2));
+            // Title, status context and the buttons take their blocks of the 50.
+            let reserved = 2 + usize::from(actions.is_some());
+            blocks.extend(sections(&lines, MAX_BLOCKS - reserved));
             blocks.push(json!({
                 "type": "context",
                 "elements": [{"type": "mrkdwn", "text": fit(&status.join("\n"), MAX_TEXT_OBJECT)}],
             }));
+            blocks.extend(actions);
             Message {
                 text: escape_within(&fields::summary(v, &lim), MAX_TEXT_OBJECT),
                 blocks,
@@ -93,6 +115,51 @@ pub fn render(content: &Content<'_>) -> Message {
             }
         }
     }
+}
+
+/// Approvals still needed, shown on a pending card only.
+fn approvals_needed(v: &RequestView) -> Option<u32> {
+    v.approvals_needed.filter(|n| *n > 0 && v.status == Status::Pending)
+}
+
+/// The Approve/Deny actions block, when the card is to carry buttons.
+fn review_actions(v: &RequestView) -> Option<Value> {
+    let id = v.id.as_str();
+    if !v.buttons || v.status != Status::Pending || id.is_empty() || len(id) > MAX_BUTTON_VALUE {
+        return None;
+    }
+    // Dialog texts are plain text of at most 300 characters: the ID is named
+    // only when it fits comfortably.
+    let which = if len(id) <= 100 { format!("request {id}") } else { "this access request".to_string() };
+    Some(json!({
+        "type": "actions",
+        "block_id": REVIEW_BLOCK_ID,
+        "elements": [
+            {
+                "type": "button",
+                "action_id": APPROVE_ACTION,
+                "text": {"type": "plain_text", "text": "Approve"},
+                "style": "primary",
+                "value": id,
+                "accessibility_label": "Approve this access request",
+            },
+            {
+                "type": "button",
+                "action_id": DENY_ACTION,
+                "text": {"type": "plain_text", "text": "Deny"},
+                "style": "danger",
+                "value": id,
+                "accessibility_label": "Deny this access request",
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Deny the request?"},
+                    "text": {"type": "plain_text", "text": format!("Deny {which}? Your review is recorded in Teleport and cannot be withdrawn.")},
+                    "confirm": {"type": "plain_text", "text": "Deny"},
+                    "deny": {"type": "plain_text", "text": "Cancel"},
+                    "style": "danger",
+                },
+            },
+        ],
+    }))
 }
 
 /// Escapes the three characters Slack treats as control sequences.
@@ -388,6 +455,61 @@ mod tests {
             f.starts_with("&amp;") && f.ends_with(TRUNCATED) && len(&f) <= 20,
             "{f}"
         );
+    }
+
+    #[test]
+    fn pending_card_with_buttons_ends_in_the_review_block() {
+        let mut v = view();
+        v.buttons = true;
+        v.approvals_needed = Some(2);
+        let m = render(&Content::Card(&v));
+        assert_eq!(m.blocks.len(), 4);
+        assert_eq!(m.blocks[2]["elements"][0]["text"], "*Status*: ⏳ PENDING\n2 more approvals are needed");
+        let actions = &m.blocks[3];
+        assert_eq!(actions["type"], "actions");
+        assert_eq!(actions["block_id"], REVIEW_BLOCK_ID);
+        let approve = &actions["elements"][0];
+        let deny = &actions["elements"][1];
+        assert_eq!((approve["action_id"].as_str(), approve["style"].as_str(), approve["value"].as_str()), (Some("approve_button"), Some("primary"), Some("4b1d-id")));
+        assert_eq!((deny["action_id"].as_str(), deny["style"].as_str(), deny["value"].as_str()), (Some("deny_button"), Some("danger"), Some("4b1d-id")));
+        assert!(approve.get("confirm").is_none(), "approving needs no dialog");
+        assert_eq!(deny["confirm"]["confirm"]["text"], "Deny");
+        assert_eq!(deny["confirm"]["deny"]["text"], "Cancel");
+        assert!(deny["confirm"]["text"]["text"].as_str().unwrap().contains("request 4b1d-id"));
+
+        v.approvals_needed = Some(1);
+        let m = render(&Content::Card(&v));
+        assert!(m.blocks[2]["elements"][0]["text"].as_str().unwrap().ends_with("1 more approval is needed"));
+    }
+
+    #[test]
+    fn no_buttons_unless_asked_for_and_pending() {
+        let mut v = view();
+        v.approvals_needed = Some(2);
+        let m = render(&Content::Card(&v));
+        assert!(m.blocks.iter().all(|b| b["type"] != "actions"), "buttons is false");
+        v.buttons = true;
+        v.status = Status::Approved;
+        let m = render(&Content::Card(&v));
+        assert!(m.blocks.iter().all(|b| b["type"] != "actions"), "resolved");
+        assert!(!m.blocks[2]["elements"][0]["text"].as_str().unwrap().contains("more approval"));
+        v.status = Status::Pending;
+        v.id = "x".repeat(MAX_BUTTON_VALUE + 1);
+        let m = render(&Content::Card(&v));
+        assert!(m.blocks.iter().all(|b| b["type"] != "actions"), "an ID Slack would refuse as a value");
+        // Replies and notices never carry buttons.
+        v.id = "4b1d-id".into();
+        assert!(render(&Content::RequesterNotice(&v)).blocks.iter().all(|b| b["type"] != "actions"));
+    }
+
+    #[test]
+    fn hostile_card_with_buttons_stays_within_50_blocks() {
+        let mut v = hostile_view();
+        v.buttons = true;
+        v.approvals_needed = Some(3);
+        let m = render(&Content::Card(&v));
+        assert_safe(&m);
+        assert_eq!(m.blocks.last().unwrap()["block_id"], REVIEW_BLOCK_ID);
     }
 
     #[test]

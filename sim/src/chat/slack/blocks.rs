@@ -16,6 +16,10 @@ const MAX_HEADER_TEXT: usize = 150;
 const MAX_CONTEXT_ELEMENTS: usize = 10;
 const MAX_ACTIONS_ELEMENTS: usize = 25;
 const MAX_MARKDOWN_TEXT: usize = 12_000;
+const MAX_BUTTON_TEXT: usize = 75;
+const MAX_ACTION_ID: usize = 255;
+const MAX_BUTTON_VALUE: usize = 2000;
+const MAX_BUTTON_URL: usize = 3000;
 
 /// Block types accepted in messages without a deeper check here.
 const OTHER_TYPES: &[&str] = &[
@@ -99,7 +103,20 @@ fn check_block(block: &Value, ptr: &str, errors: &mut Vec<String>) {
             None => errors.push(format!("missing required field: text [json-pointer:{ptr}]")),
         },
         "actions" => match block.get("elements").and_then(Value::as_array) {
-            Some(e) if !e.is_empty() && e.len() <= MAX_ACTIONS_ELEMENTS => {}
+            Some(e) if !e.is_empty() && e.len() <= MAX_ACTIONS_ELEMENTS => {
+                let mut ids = std::collections::HashSet::new();
+                for (j, el) in e.iter().enumerate() {
+                    let el_ptr = format!("{ptr}/elements/{j}");
+                    if el.get("type").and_then(Value::as_str) == Some("button") {
+                        check_button(el, &el_ptr, errors);
+                    }
+                    if let Some(id) = el.get("action_id").and_then(Value::as_str)
+                        && !ids.insert(id.to_owned())
+                    {
+                        errors.push(format!("action_id must be unique within the block [json-pointer:{el_ptr}/action_id]"));
+                    }
+                }
+            }
             _ => errors.push(format!(
                 "must provide between 1 and {MAX_ACTIONS_ELEMENTS} items [json-pointer:{ptr}/elements]"
             )),
@@ -114,6 +131,49 @@ fn check_block(block: &Value, ptr: &str, errors: &mut Vec<String>) {
         "divider" => {}
         other if OTHER_TYPES.contains(&other) => {}
         _ => errors.push(format!("failed to match all allowed schemas [json-pointer:{ptr}]")),
+    }
+}
+
+/// A button element: the Block Kit reference's limits.
+fn check_button(el: &Value, ptr: &str, errors: &mut Vec<String>) {
+    match el.get("text") {
+        Some(t) => check_text_object(t, &format!("{ptr}/text"), MAX_BUTTON_TEXT, true, errors),
+        None => errors.push(format!("missing required field: text [json-pointer:{ptr}]")),
+    }
+    for (field, max) in [
+        ("action_id", MAX_ACTION_ID),
+        ("value", MAX_BUTTON_VALUE),
+        ("url", MAX_BUTTON_URL),
+        ("accessibility_label", MAX_BUTTON_TEXT),
+    ] {
+        match el.get(field) {
+            None => {}
+            Some(Value::String(v)) if char_len(v) > max => errors.push(too_long(max, &format!("{ptr}/{field}"))),
+            Some(Value::String(v)) if v.is_empty() => {
+                errors.push(format!("must be more than 0 characters [json-pointer:{ptr}/{field}]"))
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => errors.push(format!("expected string [json-pointer:{ptr}/{field}]")),
+        }
+    }
+    if let Some(style) = el.get("style")
+        && !matches!(style.as_str(), Some("primary" | "danger"))
+    {
+        errors.push(format!("must be one of primary, danger [json-pointer:{ptr}/style]"));
+    }
+    if let Some(confirm) = el.get("confirm") {
+        let cptr = format!("{ptr}/confirm");
+        for (field, max, plain_only) in [("title", 100, true), ("text", 300, false), ("confirm", 30, true), ("deny", 30, true)] {
+            match confirm.get(field) {
+                Some(t) => check_text_object(t, &format!("{cptr}/{field}"), max, plain_only, errors),
+                None => errors.push(format!("missing required field: {field} [json-pointer:{cptr}]")),
+            }
+        }
+        if let Some(style) = confirm.get("style")
+            && !matches!(style.as_str(), Some("primary" | "danger"))
+        {
+            errors.push(format!("must be one of primary, danger [json-pointer:{cptr}/style]"));
+        }
     }
 }
 
@@ -240,6 +300,32 @@ mod tests {
         let header =
             json!([{"type": "header", "text": {"type": "plain_text", "text": "h".repeat(151)}}]);
         assert!(!errors_of(header).is_empty());
+    }
+
+    fn button(extra: Value) -> Value {
+        let mut b = json!({"type": "button", "action_id": "approve_button", "text": {"type": "plain_text", "text": "Approve"}, "value": "id"});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        json!([{"type": "actions", "block_id": "review_block", "elements": [b]}])
+    }
+
+    #[test]
+    fn buttons_follow_the_block_kit_limits() {
+        assert!(errors_of(button(json!({"style": "primary"}))).is_empty());
+        let confirm = json!({"title": {"type": "plain_text", "text": "Sure?"}, "text": {"type": "plain_text", "text": "Really"},
+            "confirm": {"type": "plain_text", "text": "Yes"}, "deny": {"type": "plain_text", "text": "No"}, "style": "danger"});
+        assert!(errors_of(button(json!({"style": "danger", "confirm": confirm}))).is_empty());
+        assert!(!errors_of(button(json!({"style": "green"}))).is_empty());
+        assert!(!errors_of(button(json!({"value": "v".repeat(2001)}))).is_empty());
+        assert!(!errors_of(button(json!({"text": {"type": "mrkdwn", "text": "*Approve*"}}))).is_empty());
+        assert!(!errors_of(button(json!({"text": {"type": "plain_text", "text": "a".repeat(76)}}))).is_empty());
+        assert!(!errors_of(button(json!({"confirm": {"title": {"type": "plain_text", "text": "t"}}}))).is_empty());
+        let twice = json!([{"type": "actions", "elements": [
+            {"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "A"}},
+            {"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "B"}},
+        ]}]);
+        assert!(!errors_of(twice).is_empty());
     }
 
     #[test]
