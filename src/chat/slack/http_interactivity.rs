@@ -20,6 +20,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::{ChatReason, Metrics};
 use serde_json::Value;
 
 use super::interaction;
@@ -36,8 +39,8 @@ struct Ctx {
     verifier: Arc<Verifier>,
     chat: Arc<SlackChat>,
     desk: ClickSender,
-    /// Counts refused deliveries (bad signature, replay, foreign workspace).
-    refused: Option<Counter>,
+    /// Counts refused deliveries by reason (bad signature, replay, foreign workspace).
+    refused: Option<Family<ChatReason, Counter>>,
 }
 
 /// The Request URL endpoint, verifying with the app's signing secret.
@@ -45,12 +48,17 @@ pub fn router(signing_secret: Secret, chat: Arc<SlackChat>, desk: ClickSender) -
     build(signing_secret, chat, desk, None)
 }
 
-/// [`router`], counting every refused delivery in `refused`.
-pub fn router_counting(signing_secret: Secret, chat: Arc<SlackChat>, desk: ClickSender, refused: Counter) -> Router {
+/// [`router`], counting every refused delivery in `refused`, by reason.
+pub fn router_counting(
+    signing_secret: Secret,
+    chat: Arc<SlackChat>,
+    desk: ClickSender,
+    refused: Family<ChatReason, Counter>,
+) -> Router {
     build(signing_secret, chat, desk, Some(refused))
 }
 
-fn build(signing_secret: Secret, chat: Arc<SlackChat>, desk: ClickSender, refused: Option<Counter>) -> Router {
+fn build(signing_secret: Secret, chat: Arc<SlackChat>, desk: ClickSender, refused: Option<Family<ChatReason, Counter>>) -> Router {
     let ctx = Ctx { verifier: Arc::new(Verifier::new(&signing_secret)), chat, desk, refused };
     Router::new().route(PATH, post(interactions)).with_state(ctx)
 }
@@ -58,7 +66,7 @@ fn build(signing_secret: Secret, chat: Arc<SlackChat>, desk: ClickSender, refuse
 impl Ctx {
     fn refuse(&self, reason: &str, detail: &dyn std::fmt::Display) -> StatusCode {
         if let Some(c) = &self.refused {
-            c.inc();
+            c.get_or_create(&Metrics::reason("slack", reason)).inc();
         }
         tracing::warn!(reason, "Slack interaction refused: {detail}");
         StatusCode::UNAUTHORIZED

@@ -14,6 +14,7 @@
 //! remaining-count headers. `chat.postMessage` is limited per channel (about
 //! one post a second), every other method per method (its tier).
 
+mod clicks;
 pub mod http_interactivity;
 pub mod interaction;
 pub mod render;
@@ -416,6 +417,14 @@ fn slack_ts(t: SystemTime) -> String {
 impl Chat for SlackChat {
     fn name(&self) -> &'static str {
         "slack"
+    }
+
+    fn start_clicks(
+        self: std::sync::Arc<Self>,
+        cfg: &crate::config::ChatConfig,
+        ctx: super::click::ClickContext,
+    ) -> Result<super::click::ClickTransports, String> {
+        clicks::start(self, cfg, ctx)
     }
 
     fn capabilities(&self) -> Capabilities {
