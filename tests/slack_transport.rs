@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use teleport_plugin::metrics::ChatReason;
 use serde_json::{Value, json};
 use teleport_plugin::chat::click::{Click, ClickSender, Decision, Outcome, PendingClick, SubmittedState};
 use teleport_plugin::chat::http::ClientOptions;
@@ -382,7 +384,16 @@ async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
-async fn http_setup(desk: &Desk, refused: Counter) -> (SlackSim, Arc<SlackChat>, MessageRef) {
+/// Every count of `family`, summed (through the text exposition).
+fn total(family: &Family<ChatReason, Counter>) -> u64 {
+    let mut r = prometheus_client::registry::Registry::default();
+    r.register("refused", "refused", family.clone());
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+    out.lines().filter(|l| l.starts_with("refused_total{")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+}
+
+async fn http_setup(desk: &Desk, refused: Family<ChatReason, Counter>) -> (SlackSim, Arc<SlackChat>, MessageRef) {
     let sim = sim().await;
     let chat = chat(&sim).await;
     let card = card(&chat, "req-h").await;
@@ -395,8 +406,9 @@ async fn http_setup(desk: &Desk, refused: Counter) -> (SlackSim, Arc<SlackChat>,
 #[tokio::test]
 async fn forged_http_callbacks_are_refused_and_reach_no_desk() {
     let desk = Desk::approving();
-    let refused = Counter::default();
-    let (sim, _chat, card) = http_setup(&desk, refused.clone()).await;
+    let family = Family::<ChatReason, Counter>::default();
+    let (sim, _chat, card) = http_setup(&desk, family.clone()).await;
+    let refused = || total(&family);
     let forgeries = [
         Forgery::BadSignature,
         Forgery::NoSignature,
@@ -409,13 +421,13 @@ async fn forged_http_callbacks_are_refused_and_reach_no_desk() {
         let status = sim.click_http(ALICE, CHANNEL, &card.message_id, "approve_button", Some(f.clone())).await.unwrap();
         assert_eq!(status, 401, "{f:?}");
     }
-    assert_eq!(refused.get(), forgeries.len() as u64);
+    assert_eq!(refused(), forgeries.len() as u64);
 
     let status = sim.click_http(ALICE, CHANNEL, &card.message_id, "approve_button", None).await.unwrap();
     assert_eq!(status, 200);
     desk.wait(1).await;
     assert_eq!(sim.replay_last_http().await.unwrap(), 401, "a replayed request");
-    assert_eq!(refused.get(), forgeries.len() as u64 + 1);
+    assert_eq!(refused(), forgeries.len() as u64 + 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = desk.seen();
     assert_eq!(seen.len(), 1, "only the genuine click reached the desk: {seen:?}");
@@ -425,7 +437,7 @@ async fn forged_http_callbacks_are_refused_and_reach_no_desk() {
 #[tokio::test]
 async fn a_valid_http_callback_is_answered_at_once_and_the_outcome_goes_to_the_response_url() {
     let desk = Desk::start(approved(), Duration::from_millis(1500));
-    let (sim, _chat, card) = http_setup(&desk, Counter::default()).await;
+    let (sim, _chat, card) = http_setup(&desk, Family::default()).await;
     let started = Instant::now();
     let via = sim.click(BOB, CHANNEL, &card.message_id, "deny_button").await.unwrap();
     assert_eq!(via, ClickVia::Http { status: 200 }, "no socket is up: the Request URL gets it");
@@ -445,7 +457,7 @@ async fn a_valid_http_callback_is_answered_at_once_and_the_outcome_goes_to_the_r
 #[tokio::test]
 async fn without_a_working_response_url_the_outcome_goes_by_chat_post_ephemeral() {
     let desk = Desk::approving();
-    let (sim, _chat, card) = http_setup(&desk, Counter::default()).await;
+    let (sim, _chat, card) = http_setup(&desk, Family::default()).await;
     sim.fail_next_on("/actions/", 1, 500);
     sim.click(ALICE, CHANNEL, &card.message_id, "approve_button").await.unwrap();
     wait_sim(&sim, "answered", |s| !s.ephemerals(ALICE).is_empty()).await;
