@@ -3,7 +3,7 @@
 //!
 //!     cargo bench --bench notify                  # full run (report below)
 //!     BENCH_SCALE=0.1 cargo bench --bench notify  # a quick, smaller run
-//!     BENCH_ONLY=rate_limits cargo bench --bench notify  # one part: `throughput`, `rate_limits` or `restart`
+//!     BENCH_ONLY=rate_limits cargo bench --bench notify  # one part: `throughput`, `rate_limits`, `restart` or `clicks`
 //!
 //! Prints every figure BENCHMARKS.md lists and writes them as JSON to
 //! `target/bench-report.json` (`target/bench-report-<part>.json` for one part).
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use teleport_plugin::identity::parse_identity_file;
-use teleport_plugin_sim::chat::{ChatSim, POST_LIMIT, RateWindow, SimChannel, SlackSim, SlackSimConfig};
+use teleport_plugin_sim::chat::{ChatSim, POST_LIMIT, RateWindow, SimChannel, SimUser, SlackSim, SlackSimConfig};
 use teleport_plugin_sim::teleport::{SimConfig, TeleportSim};
 use teleport_plugin_sim::access::AccessRequestExt;
 use teleport_plugin::teleport::{ChannelOptions, DirectDialer, Feed, TeleportClient, Watcher};
@@ -346,12 +346,14 @@ async fn run() {
         "" => {
             let mut report = throughput().await;
             report["rate_limits"] = rate_limits().await;
+            report["clicks"] = clicks(scale()).await;
             (report, "bench-report.json".to_string())
         }
         "throughput" => (throughput().await, "bench-report-throughput.json".into()),
         "rate_limits" => (json!({"machine": machine(), "rate_limits": rate_limits().await}), "bench-report-rate_limits.json".into()),
         "restart" => (json!({"machine": machine(), "restart": restart(scale()).await}), "bench-report-restart.json".into()),
-        other => panic!("BENCH_ONLY={other:?}: use throughput, rate_limits or restart"),
+        "clicks" => (json!({"machine": machine(), "clicks": clicks(scale()).await}), "bench-report-clicks.json".into()),
+        other => panic!("BENCH_ONLY={other:?}: use throughput, rate_limits, restart or clicks"),
     };
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(name);
     let _ = std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap());
@@ -505,6 +507,57 @@ async fn rate_limits() -> serde_json::Value {
             "settled_s": settled.as_secs_f64(),
         },
     })
+}
+
+/// Review from Slack over Socket Mode: idle memory with the socket up, and
+/// click → review submitted → answer shown to the clicker, one click at a
+/// time (each on a fresh request's card, by the same reviewer).
+async fn clicks(s: f64) -> serde_json::Value {
+    const BOB: &str = "U0BENCHBOB";
+    let sim = TeleportSim::start(SimConfig::default()).await.unwrap();
+    sim.set_submit_for_users("plugin-review", &["*"]);
+    sim.put_user("access-plugin", &["plugin-review"], &[]);
+    sim.allow_review("reviewer", &["editor"]);
+    sim.put_user("bob", &["reviewer"], &[("slack_user_id", &[BOB])]);
+    let slack = SlackSim::start(
+        SlackSimConfig::default()
+            .with_user(SimUser::new(BOB, "bob", "bob@example.com"))
+            .with_channel(SimChannel::new(CHANNEL, "bench")),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let review = "[review]\nenabled = true\napp_token = \"xapp-sim-app-token\"\n";
+    let config = plugin_config(dir.path(), &sim, &slack, &[], "", review);
+    let plugin = start_plugin(config.to_str().unwrap());
+    let pid = plugin.child.id();
+    assert!(poll(Duration::from_secs(10), || slack.socket_connected()).await, "Socket Mode connects");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_mib(pid);
+    println!("RSS idle with Socket Mode connected: {rss_idle:.1} MiB");
+    let n = ((200.0 * s) as usize).max(30);
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = sim.request("alice", &["editor"], "bench");
+        let mut ts = None;
+        assert!(
+            poll(Duration::from_secs(10), || {
+                ts = slack.messages_in(CHANNEL).into_iter().find(|m| {
+                    m.thread_ts.is_none() && m.metadata.as_ref().is_some_and(|md| md["event_payload"]["request_id"] == r.id())
+                }).map(|m| m.ts);
+                ts.is_some()
+            })
+            .await
+        );
+        let t0 = Instant::now();
+        slack.click(BOB, CHANNEL, &ts.unwrap(), "approve_button").await.unwrap();
+        slack.wait_for(|sl| sl.ephemerals(BOB).len() > i, Duration::from_secs(10)).await.expect("answered");
+        lat.push(t0.elapsed());
+        assert!(sim.get_request(r.id()).unwrap().spec.unwrap().reviews.len() == 1, "reviewed");
+    }
+    let lat = summary(lat);
+    println!("click → review → answer over Socket Mode ({n} clicks): {lat}");
+    stop_plugin(plugin);
+    json!({"clicks": n, "click_to_answer_ms": lat, "rss_idle_socket_mode_mib": rss_idle})
 }
 
 /// Latency, burst, memory, start and rotation figures.
