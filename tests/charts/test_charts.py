@@ -116,14 +116,12 @@ def test_rendered_config_is_accepted_by_the_plugin(chat, scenario, rendered, tmp
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n--- config:\n{r.config_text}"
     assert "Configuration is valid" in result.stdout
     assert f"chats: {chat}" in result.stdout
-    if review_on(r):
-        # Review keys ([review], slack.signing_secret, http.listen_addr and
-        # public_addr) are read by the plugin's review support; a binary
-        # built without it warns about them. Their content is asserted on
-        # the TOML in the review tests below.
-        return
-    # The chart writes no key the plugin does not know.
+    # The chart writes no key the plugin does not know, and review renders
+    # are understood as review (the check names the transport).
     assert "unknown key" not in result.stdout, result.stdout
+    assert "  ! " not in result.stdout, f"unexpected warnings:\n{result.stdout}"
+    if review_on(r):
+        assert "slack review: on through" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("chat,scenario", CASES)
@@ -589,6 +587,7 @@ def test_review_with_both_transports_warns_in_the_notes(tmp_path):
     assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
     result = plugin_check(r.config_text, tmp_path)
     assert result.returncode == 0, result.stdout
+    assert "not both" in result.stdout, result.stdout
 
 
 def test_review_off_renders_nothing_of_review():
