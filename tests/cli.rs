@@ -210,6 +210,74 @@ async fn sigterm_exits_cleanly_and_secrets_never_reach_the_logs() {
     assert!(err.lines().any(|l| l.contains(&ids[0]) && l.contains("request")), "request id in logs");
 }
 
+/// Every click is one audit line (chat, chat user, Teleport user, request,
+/// decision, outcome); the app token, signing secret, signatures and
+/// response URLs never reach the output, even at debug level.
+#[tokio::test]
+async fn review_decisions_are_audited_and_secrets_stay_out_of_the_logs() {
+    use teleport_plugin_sim::chat::SimUser;
+    use teleport_plugin_sim::chat::slack::Forgery;
+    const APP_TOKEN: &str = "xapp-1-A0SECRET-0123456789-abcdef";
+    const SIGNING: &str = "signing-secret-0123456789abcdef";
+    let env = Env::new().await;
+    env.sim.set_submit_for_users("plugin-review", &["*"]);
+    env.sim.put_user("access-plugin", &["plugin-review"], &[]);
+    env.sim.allow_review("reviewer", &["editor"]);
+    env.sim.put_user("bob", &["reviewer"], &[("slack_user_id", &["U0BOB00001"])]);
+    let slack = SlackSim::start(SlackSimConfig {
+        app_tokens: vec![APP_TOKEN.into()],
+        ..SlackSimConfig::default()
+            .with_user(SimUser::new("U0BOB00001", "bob", "bob@example.com"))
+            .with_channel(SimChannel::new("C0ACCESS01", "access"))
+    })
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = env
+        .config_text(&format!(
+            "[slack]\ntoken = \"xoxb-sim-token\"\napi_url = \"{}\"\nsigning_secret = \"{SIGNING}\"\n[role_to_recipients]\n\"*\" = \"C0ACCESS01\"\n\
+             [review]\nenabled = true\napp_token = \"{APP_TOKEN}\"\n[log]\nseverity = \"debug\"\n",
+            slack.base_url()
+        ))
+        .replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"\"\nlisten_addr = \"127.0.0.1:{port}\"\n"));
+    let path = write(&env, "review.toml", &cfg);
+    let mut child = spawn(&["start", "--config", &path, "--debug"]);
+    assert!(eventually(Duration::from_secs(30), || slack.socket_connected()).await, "Socket Mode connected");
+    let r = env.sim.request("alice", &["editor"], "audit");
+    let mut ts = None;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            ts = slack.messages_in("C0ACCESS01").into_iter().find(|m| m.thread_ts.is_none()).map(|m| m.ts);
+            ts.is_some()
+        })
+        .await
+    );
+    let ts = ts.unwrap();
+    slack.click("U0BOB00001", "C0ACCESS01", &ts, "approve_button").await.unwrap();
+    assert!(eventually(Duration::from_secs(30), || !slack.ephemerals("U0BOB00001").is_empty()).await);
+    // A forged HTTP callback too, so its refusal is logged.
+    slack.set_request_url(&format!("http://127.0.0.1:{port}/slack/interactions"), SIGNING);
+    assert_eq!(slack.click_http("U0BOB00001", "C0ACCESS01", &ts, "approve_button", Some(Forgery::BadSignature)).await.unwrap(), 401);
+    let response_url = slack.envelopes()[0].payload["response_url"].as_str().unwrap().to_string();
+    signal(&child, "TERM");
+    let (out, err) = tokio::task::spawn_blocking(move || {
+        child.wait().unwrap();
+        drain(&mut child)
+    })
+    .await
+    .unwrap();
+    let audit: Vec<&str> = err.lines().filter(|l| l.contains("review from chat")).collect();
+    assert_eq!(audit.len(), 1, "one line per decision: {audit:?}");
+    for field in ["chat=slack", "chat_user=U0BOB00001", "teleport_user=bob", &format!("request_id={}", r.id()), "decision=approve", "outcome=submitted"] {
+        assert!(audit[0].contains(field), "{field} in {}", audit[0]);
+    }
+    assert!(err.contains("DEBUG"), "debug logging was on");
+    for text in [&out, &err] {
+        for secret in [APP_TOKEN, &APP_TOKEN[5..20], SIGNING, &response_url, "v0="] {
+            assert!(!text.contains(secret), "{secret:?} leaked");
+        }
+    }
+}
+
 /// The binary under another name (a symlink, as `ln -s` in an image or a
 /// package would make), in a temporary directory.
 fn linked(dir: &std::path::Path, name: &str) -> std::path::PathBuf {

@@ -145,13 +145,13 @@ impl Desk {
         };
         // The audit line: one per decision, no secrets in any field.
         info!(
-            chat = click.chat,
+            chat = %click.chat,
             chat_user = %click.user_id,
-            chat_user_name = %click.user_name,
-            teleport_user = teleport_user.as_deref().unwrap_or(""),
+            chat_user_name = ?click.user_name,
+            teleport_user = %teleport_user.as_deref().unwrap_or("-"),
             request_id = %click.request_id,
-            decision = click.decision.as_str(),
-            outcome = label,
+            decision = %click.decision.as_str(),
+            outcome = %label,
             "review from chat"
         );
         outcome
