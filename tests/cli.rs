@@ -220,10 +220,7 @@ async fn review_decisions_are_audited_and_secrets_stay_out_of_the_logs() {
     const APP_TOKEN: &str = "xapp-1-A0SECRET-0123456789-abcdef";
     const SIGNING: &str = "signing-secret-0123456789abcdef";
     let env = Env::new().await;
-    env.sim.set_submit_for_users("plugin-review", &["*"]);
-    env.sim.put_user("access-plugin", &["plugin-review"], &[]);
-    env.sim.allow_review("reviewer", &["editor"]);
-    env.sim.put_user("bob", &["reviewer"], &[("slack_user_id", &["U0BOB00001"])]);
+    common::review_rules(&env.sim, &[("bob", "slack_user_id", "U0BOB00001")]);
     let slack = SlackSim::start(SlackSimConfig {
         app_tokens: vec![APP_TOKEN.into()],
         ..SlackSimConfig::default()
@@ -231,14 +228,15 @@ async fn review_decisions_are_audited_and_secrets_stay_out_of_the_logs() {
             .with_channel(SimChannel::new("C0ACCESS01", "access"))
     })
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let cfg = env
-        .config_text(&format!(
+    let port = common::free_port();
+    let cfg = common::with_callbacks(
+        &env.config_text(&format!(
             "[slack]\ntoken = \"xoxb-sim-token\"\napi_url = \"{}\"\nsigning_secret = \"{SIGNING}\"\n[role_to_recipients]\n\"*\" = \"C0ACCESS01\"\n\
              [review]\nenabled = true\napp_token = \"{APP_TOKEN}\"\n[log]\nseverity = \"debug\"\n",
             slack.base_url()
-        ))
-        .replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"\"\nlisten_addr = \"127.0.0.1:{port}\"\n"));
+        )),
+        port,
+    );
     let path = write(&env, "review.toml", &cfg);
     let mut child = spawn(&["start", "--config", &path, "--debug"]);
     assert!(eventually(Duration::from_secs(30), || slack.socket_connected()).await, "Socket Mode connected");

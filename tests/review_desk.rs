@@ -36,13 +36,8 @@ struct Setup {
 async fn setup() -> Setup {
     let env = Env::new().await;
     let sim = &env.sim;
-    sim.set_submit_for_users("plugin-review", &["*"]);
-    sim.put_user("access-plugin", &["plugin-review"], &[]);
-    sim.allow_review("reviewer", &["editor"]);
+    common::review_rules(sim, &[("alice", TRAIT, "U1"), ("bob", TRAIT, "U2"), ("carol", TRAIT, "U3")]);
     sim.set_role("dev", &["dev"]);
-    sim.put_user("alice", &["reviewer"], &[(TRAIT, &["U1"])]);
-    sim.put_user("bob", &["reviewer"], &[(TRAIT, &["U2"])]);
-    sim.put_user("carol", &["reviewer"], &[(TRAIT, &["U3"])]);
     sim.put_user("dave", &["dev"], &[(TRAIT, &["U4"])]);
     let console: Arc<dyn Chat> = Arc::new(ConsoleChat::buffered().0);
     let running = launch(&env.config(CONSOLE), vec![console.clone()], Extras::default()).await.unwrap();

@@ -31,11 +31,7 @@ struct Setup {
 async fn setup() -> Setup {
     let env = Env::new().await;
     let sim = &env.sim;
-    sim.set_submit_for_users("plugin-review", &["*"]);
-    sim.put_user("access-plugin", &["plugin-review"], &[]);
-    sim.allow_review("reviewer", &["editor"]);
-    sim.put_user("alice@example.com", &["reviewer"], &[("mattermost_user_id", &[ALICE])]);
-    sim.put_user("bob", &["reviewer"], &[("mattermost_user_id", &[BOB])]);
+    common::review_rules(sim, &[("alice@example.com", "mattermost_user_id", ALICE), ("bob", "mattermost_user_id", BOB)]);
     // Carol has no trait: she maps by her verified email.
     sim.put_user("carol@example.com", &["reviewer"], &[]);
     let mm = MattermostSim::start(
@@ -48,14 +44,15 @@ async fn setup() -> Setup {
     )
     .await;
     // Bind the callback listener first to learn a free port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = env.config_text(&format!(
-        "[mattermost]\nurl = \"{}\"\ntoken = \"mm-sim-token\"\nsecret = \"button-signing-key\"\nteam = \"ops\"\nchannel = \"access\"\n\
-         [mattermost.review]\nenabled = true\nallow_email_username_match = true\n"
-        ,
-        mm.base_url()
-    ))
-    .replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"\"\nlisten_addr = \"127.0.0.1:{port}\"\npublic_addr = \"http://127.0.0.1:{port}\"\n"));
+    let port = common::free_port();
+    let text = common::with_callbacks(
+        &env.config_text(&format!(
+            "[mattermost]\nurl = \"{}\"\ntoken = \"mm-sim-token\"\nsecret = \"button-signing-key\"\nteam = \"ops\"\nchannel = \"access\"\n\
+             [mattermost.review]\nenabled = true\nallow_email_username_match = true\n",
+            mm.base_url()
+        )),
+        port,
+    );
     let cfg = teleport_plugin::config::Config::parse(&text, teleport_plugin::config::Format::Toml, "t.toml").unwrap();
     let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
     let running = launch(&cfg, chats, Extras::default()).await.unwrap();

@@ -43,12 +43,7 @@ async fn setup(transport: Transport) -> Setup {
 async fn setup_with(transport: Transport, review_extra: &str) -> Setup {
     let env = Env::new().await;
     let sim = &env.sim;
-    sim.set_submit_for_users("plugin-review", &["*"]);
-    sim.put_user("access-plugin", &["plugin-review"], &[]);
-    sim.allow_review("reviewer", &["editor"]);
-    sim.put_user("alice", &["reviewer"], &[("slack_user_id", &[ALICE])]);
-    sim.put_user("bob", &["reviewer"], &[("slack_user_id", &[BOB])]);
-    sim.put_user("carol", &["reviewer"], &[("slack_user_id", &[CAROL])]);
+    common::review_rules(sim, &[("alice", "slack_user_id", ALICE), ("bob", "slack_user_id", BOB), ("carol", "slack_user_id", CAROL)]);
     // A second user with bob's ID would make him ambiguous; mallory has none.
     let slack = SlackSim::start(
         SlackSimConfig::default()
@@ -59,7 +54,7 @@ async fn setup_with(transport: Transport, review_extra: &str) -> Setup {
             .with_channel(SimChannel::new(CHANNEL, "access")),
     )
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_port();
     let review = match transport {
         Transport::SocketMode => format!("[review]\nenabled = true\napp_token = \"xapp-sim-app-token\"\n{review_extra}"),
         Transport::Http => String::new(),
@@ -68,12 +63,13 @@ async fn setup_with(transport: Transport, review_extra: &str) -> Setup {
         Transport::SocketMode => String::new(),
         Transport::Http => format!("signing_secret = \"{SIGNING_SECRET}\"\n"),
     };
-    let text = env
-        .config_text(&format!(
+    let text = common::with_callbacks(
+        &env.config_text(&format!(
             "[slack]\ntoken = \"xoxb-sim-token\"\napi_url = \"{}\"\n{secret}[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n{review}",
             slack.base_url()
-        ))
-        .replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"\"\nlisten_addr = \"127.0.0.1:{port}\"\n"));
+        )),
+        port,
+    );
     let cfg = teleport_plugin::config::Config::parse(&text, teleport_plugin::config::Format::Toml, "t.toml").unwrap();
     let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
     let running = launch(&cfg, chats, Extras::default()).await.unwrap();

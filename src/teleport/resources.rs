@@ -130,8 +130,9 @@ pub fn name_matcher<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     parts.join(" || ")
 }
 
-/// A Go interpreted string literal for `s` (what Go's `%q` would accept back).
-fn go_quote(s: &str) -> String {
+/// A Go interpreted string literal for `s` (what Go's `%q` would accept back;
+/// also what the rule-condition lexer reads back).
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -59,6 +59,32 @@ impl Env {
     }
 }
 
+/// A port free on loopback now, for a callback listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `text` (from [`Env::config_text`]) with the callback listener on
+/// loopback `port`, reachable at `http://127.0.0.1:port`.
+pub fn with_callbacks(text: &str, port: u16) -> String {
+    text.replace(
+        "[http]\nlisten = \"\"\n",
+        &format!("[http]\nlisten = \"\"\nlisten_addr = \"127.0.0.1:{port}\"\npublic_addr = \"http://127.0.0.1:{port}\"\n"),
+    )
+}
+
+/// Review from chat: the plugin's user (`access-plugin`) may submit reviews
+/// for anyone, holders of `reviewer` may review `editor` requests, and each
+/// `(user, trait, value)` is a reviewer whose trait links a chat account.
+pub fn review_rules(sim: &TeleportSim, reviewers: &[(&str, &str, &str)]) {
+    sim.set_submit_for_users("plugin-review", &["*"]);
+    sim.put_user("access-plugin", &["plugin-review"], &[]);
+    sim.allow_review("reviewer", &["editor"]);
+    for (user, name, value) in reviewers {
+        sim.put_user(user, &["reviewer"], &[(name, &[value])]);
+    }
+}
+
 /// Polls `f` until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
