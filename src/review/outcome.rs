@@ -11,7 +11,8 @@ pub fn of_submission(decision: Decision, user: &str, result: Result<AccessReques
         Err(ReviewError::NotPermitted(_)) => Outcome::NotPermitted(user.to_string()),
         Err(ReviewError::AlreadyReviewed) => Outcome::AlreadyReviewed,
         Err(ReviewError::AlreadyResolved | ReviewError::NotFound) => Outcome::AlreadyResolved,
-        Err(ReviewError::OnBehalfUnsupported(why)) => Outcome::Unavailable(why),
+        // Displayed with the fix (role rule, server version), not Auth's bare text.
+        Err(e @ ReviewError::OnBehalfUnsupported(_)) => Outcome::Unavailable(e.to_string()),
         Err(e @ (ReviewError::Busy | ReviewError::Unreachable(_))) => Outcome::Retry(e.to_string()),
         Err(ReviewError::Other(why)) => Outcome::Unavailable(why),
     }
