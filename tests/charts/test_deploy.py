@@ -95,7 +95,7 @@ def test_previewed_role_lists_requested_resources_and_grants_no_access():
 
 
 def test_review_role_is_the_notifier_plus_reviews_on_behalf_of_users():
-    notifier = teleport_resources()["role"]
+    notifier = plugin_role(teleport_resources())
     review = review_resources()
     assert set(review) == {"access-request-notifier-with-review", "access-request-reviewer"}
     role = review["access-request-notifier-with-review"]
