@@ -33,11 +33,19 @@ SCENARIOS = {
     "identity-mount": ["{chat}/minimal.yaml", "common/identity-mount.yaml"],
     "official": ["{chat}/official.yaml"],
 }
-# Scenarios of one chat only (review from chat is Slack's).
+# Scenarios of one chat only (review from chat differs per chat).
 CHAT_SCENARIOS = {
     "slack": {
         "review-socket": ["slack/minimal.yaml", "slack/review-socket-mode.yaml"],
         "review-http": ["slack/minimal.yaml", "slack/review-http.yaml"],
+    },
+    "mattermost": {
+        "review": ["mattermost/minimal.yaml", "mattermost/review.yaml"],
+        "review-ingress": ["mattermost/minimal.yaml", "mattermost/review-ingress.yaml"],
+    },
+    "discord": {
+        "review-gateway": ["discord/minimal.yaml", "discord/review-gateway.yaml"],
+        "review-http": ["discord/minimal.yaml", "discord/review-http.yaml"],
     },
 }
 CASES = [pytest.param(chat, name, id=f"{chat}-{name}") for chat in CHATS for name in SCENARIOS] + [
@@ -116,12 +124,20 @@ def test_rendered_config_is_accepted_by_the_plugin(chat, scenario, rendered, tmp
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n--- config:\n{r.config_text}"
     assert "Configuration is valid" in result.stdout
     assert f"chats: {chat}" in result.stdout
+    if chat == "discord" and review_on(r):
+        # discord review keys: tighten once the product reads them (drop this
+        # branch: the assertions below then cover Discord review renders too).
+        d = r.config["discord"]
+        assert d["review"]["enabled"] is True
+        assert ("public_key" in d) == bool(r.values["discord"].get("publicKey"))
+        assert ("listen_addr" in r.config["http"]) == ("public_key" in d)
+        return
     # The chart writes no key the plugin does not know, and review renders
     # are understood as review (the check names the transport).
     assert "unknown key" not in result.stdout, result.stdout
     assert "  ! " not in result.stdout, f"unexpected warnings:\n{result.stdout}"
     if review_on(r):
-        assert "slack review: on through" in result.stdout, result.stdout
+        assert f"{chat} review: on through" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("chat,scenario", CASES)
@@ -166,15 +182,20 @@ def test_config_points_at_what_the_pod_mounts(chat, scenario, rendered):
         expected_key = "identity" if r.values.get("tbot", {}).get("enabled") else r.values["teleport"].get("identitySecretPath", "auth_id")
         assert tp["identity_secret"]["key"] == expected_key
 
-    # Review from chat: the app token and the signing secret are files from
-    # Secrets too, and the listener's certificate a mounted directory.
-    review = cfg.get("review", {})
-    signing = cfg[chat].get("signing_secret")
+    # Review from chat: the app token and the secret that signs the clicks
+    # are files from Secrets too, and the listener's certificate a mounted
+    # directory.
+    review = cfg.get("review", {}) if chat == "slack" else cfg[chat].get("review", {})
+    secret_key, secret_value = {"slack": ("signing_secret", "signingSecret"), "mattermost": ("secret", "secret")}.get(chat, (None, None))
+    signing = cfg[chat].get(secret_key) if secret_key else None
     assert bool(review) == review_on(r)
+    assert (signing is not None) == (review_on(r) and chat != "discord" and bool(
+        chat_values.get(secret_value) or chat_values.get(f"{secret_value}FromSecret")))
     for path, from_secret, key_path, made_key in (
         (review.get("app_token"), r.values.get("review", {}).get("appTokenFromSecret"),
          r.values.get("review", {}).get("appTokenSecretPath"), "slackAppToken"),
-        (signing, chat_values.get("signingSecretFromSecret"), chat_values.get("signingSecretSecretPath"), "slackSigningSecret"),
+        (signing, chat_values.get(f"{secret_value}FromSecret"), chat_values.get(f"{secret_value}SecretPath"),
+         f"{chat}{(secret_value or '')[:1].upper()}{(secret_value or '')[1:]}"),
     ):
         if path is None:
             continue
@@ -684,12 +705,258 @@ def test_review_schema():
             render("slack", merge(base, bad))
 
 
-def test_chats_without_review_have_no_review_values():
-    for chat in ("discord", "mattermost"):
+# ---------------------------------------------------------------- review from Mattermost
+
+
+MM_KEY = "3f1b9c0e5d7a4b2c8e6f0a1d3c5b7e9f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b"
+
+
+def test_review_from_mattermost_in_the_cluster(rendered):
+    r = rendered("mattermost", "review")
+    cfg = r.config
+    assert cfg["mattermost"]["review"] == {"enabled": True, "allow_email_username_match": False}
+    assert cfg["mattermost"]["secret"] == "/var/lib/teleport/plugins/mattermost/mattermost-signing-secret"
+    assert "review" not in cfg
+    name = f"{r.fullname}-callbacks"
+    # No publicAddr, no ingress: the Mattermost server calls the Service.
+    assert cfg["http"] == {
+        "listen": "0.0.0.0:8081",
+        "listen_addr": "0.0.0.0:8443",
+        "public_addr": f"http://{name}.{NAMESPACE}.svc:8443",
+    }
+    secret = r.one("Secret", f"{r.fullname}-signing-secret")
+    assert base64.b64decode(secret["data"]["mattermostSecret"]).decode() == MM_KEY
+    for d in r.docs:
+        if d is not secret:
+            assert MM_KEY not in json.dumps(d)
+    svc = r.one("Service", name)
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["ports"] == [{"name": "callbacks", "port": 8443, "targetPort": "callbacks", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == r.deployment["spec"]["selector"]["matchLabels"]
+    assert not r.all("Ingress")
+    assert {p["name"]: p["containerPort"] for p in r.container["ports"]} == {"http": 8081, "callbacks": 8443}
+    assert "checksum/review" in r.pod_annotations
+    notes = r.notes
+    assert "Review from Mattermost is on" in notes
+    assert f"POSTs each click to http://{name}.{NAMESPACE}.svc:8443/mattermost/actions" in notes
+    assert "AllowedUntrustedInternalConnections" in notes and f"    {name}.{NAMESPACE}.svc\n" in notes
+    assert "trait mattermost_user_id holding" in notes and "email" not in notes
+    assert "deploy/teleport/plugin-role-review.yaml" in notes and "MFA" in notes
+
+
+def test_review_from_mattermost_behind_an_ingress(rendered):
+    r = rendered("mattermost", "review-ingress")
+    cfg = r.config
+    assert cfg["mattermost"]["review"] == {"enabled": True, "user_id_trait": "mm_uid", "allow_email_username_match": True}
+    # The older default recipient, and no recipients list or role map.
+    assert (cfg["mattermost"]["team"], cfg["mattermost"]["channel"]) == ("my-team", "access-requests")
+    assert "recipients" not in cfg["mattermost"] and "role_to_recipients" not in cfg
+    assert cfg["http"]["public_addr"] == "https://teleport-mattermost.example.com"
+    assert cfg["http"]["listen_addr"] == "0.0.0.0:9443"
+    # The secret is an existing Secret: the chart makes none.
+    assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+    name = f"{r.fullname}-callbacks"
+    assert r.one("Service", name)["spec"]["ports"][0]["port"] == 443
+    ing = r.one("Ingress", name)
+    [rule] = ing["spec"]["rules"]
+    assert rule["host"] == "teleport-mattermost.example.com"
+    assert rule["http"]["paths"] == [
+        {"path": "/mattermost/actions", "pathType": "Exact", "backend": {"service": {"name": name, "port": {"name": "callbacks"}}}}
+    ]
+    assert "POSTs each click to https://teleport-mattermost.example.com/mattermost/actions" in r.notes
+    assert "trait mm_uid holding" in r.notes and "Mattermost email" in r.notes
+
+
+def test_mattermost_public_address_given_or_from_a_tls_listener():
+    base = load_values("mattermost/minimal.yaml", "mattermost/review.yaml")
+    r = render("mattermost", merge(base, {"interactivity": {"publicAddr": "http://10.0.0.5:8443"}}))
+    assert r.config["http"]["public_addr"] == "http://10.0.0.5:8443"
+    assert "AllowedUntrustedInternalConnections" in r.notes and ".svc\n" not in r.notes
+    r = render("mattermost", merge(base, {"interactivity": {"tlsSecretName": "callbacks-tls", "service": {"port": 443}}}))
+    assert r.config["http"]["public_addr"] == f"https://{r.fullname}-callbacks.{NAMESPACE}.svc:443"
+
+
+def test_mattermost_team_and_channel_without_review(tmp_path):
+    values = merge(load_values("mattermost/minimal.yaml"), {"mattermost": {"recipients": None, "team": "t", "channel": "c"}})
+    r = render("mattermost", values)
+    assert (r.config["mattermost"]["team"], r.config["mattermost"]["channel"]) == ("t", "c")
+    result = plugin_check(r.config_text, tmp_path)
+    assert result.returncode == 0 and "  ! " not in result.stdout, result.stdout
+
+
+# ---------------------------------------------------------------- review from Discord
+
+
+DISCORD_KEY = "5c2f0a9e8d7b6a5948372615f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3c2b"
+
+
+def test_review_from_discord_over_the_gateway(rendered):
+    r = rendered("discord", "review-gateway")
+    cfg = r.config
+    assert cfg["discord"]["review"] == {"enabled": True, "user_id_trait": "discord_uid", "allow_email_username_match": False}
+    # The Gateway connects out: no key, no listener, nothing exposed.
+    assert "public_key" not in cfg["discord"] and set(cfg["http"]) == {"listen"}
+    assert [p["name"] for p in r.container["ports"]] == ["http"]
+    assert not callbacks_objects(r)
+    assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+    # The TOML tables stay where the plugin reads them.
+    assert list(cfg["discord"]) == ["token", "review"] and cfg["role_to_recipients"] == {"*": "1234567890123456789"}
+    notes = r.notes
+    assert "Review from Discord is on" in notes and "over the Gateway" in notes and "Interactions Endpoint URL empty" in notes
+    assert "trait discord_uid holding" in notes and "deploy/teleport/plugin-role-review.yaml" in notes
+
+
+def test_review_from_discord_over_http(rendered):
+    r = rendered("discord", "review-http")
+    cfg = r.config
+    assert cfg["discord"]["public_key"] == DISCORD_KEY
+    assert cfg["discord"]["review"] == {"enabled": True, "allow_email_username_match": False}
+    assert cfg["http"] == {"listen": "0.0.0.0:8081", "listen_addr": "0.0.0.0:8443", "public_addr": "https://discord-hooks.example.com"}
+    name = f"{r.fullname}-callbacks"
+    svc = r.one("Service", name)
+    assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 443
+    [rule] = r.one("Ingress", name)["spec"]["rules"]
+    assert rule["http"]["paths"][0]["path"] == "/discord/interactions"
+    assert "Interactions Endpoint URL to\n  https://discord-hooks.example.com/discord/interactions" in r.notes
+    assert "over the Gateway (the bot" not in r.notes
+
+
+def test_review_from_discord_over_http_without_public_address():
+    values = merge(load_values("discord/minimal.yaml"), {"discord": {"publicKey": DISCORD_KEY}, "review": {"enabled": True}, "interactivity": {"enabled": True}})
+    r = render("discord", values)
+    assert r.config["http"] == {"listen": "0.0.0.0:8081", "listen_addr": "0.0.0.0:8443"}
+    assert f"the address Discord reaches Service {r.fullname}-callbacks>/discord/interactions" in r.notes
+    values["review"]["allowEmailUsernameMatch"] = True
+    assert "maps no one" in render("discord", values).notes
+
+
+# ---------------------------------------------------------------- review in every chat
+
+
+REVIEW_OFF = {
+    "slack": {"slack": {"signingSecret": "unused"}, "interactivity": {"enabled": True}},
+    "mattermost": {"mattermost": {"secret": "unused"}, "review": {"userIdTrait": "x"}},
+    "discord": {"discord": {"publicKey": DISCORD_KEY}, "interactivity": {"enabled": True}},
+}
+
+
+@pytest.mark.parametrize("chat", CHATS)
+def test_review_values_do_nothing_with_review_off(chat):
+    base = load_values(f"{chat}/minimal.yaml")
+    r = render(chat, merge(base, REVIEW_OFF[chat]))
+    plain = render(chat, base)
+    assert r.config == plain.config and r.pod_annotations == plain.pod_annotations
+    assert not callbacks_objects(r) and [p["name"] for p in r.container["ports"]] == ["http"]
+    assert [s["metadata"]["name"] for s in r.all("Secret")] == [f"{r.fullname}-secret"]
+    assert "Review from" not in r.notes
+
+
+def test_mattermost_secret_rolls_the_pods():
+    base = load_values("mattermost/minimal.yaml", "mattermost/review.yaml")
+    before = render("mattermost", base).pod_annotations
+    after = render("mattermost", merge(base, {"mattermost": {"secret": "rotated"}})).pod_annotations
+    assert after["checksum/review"] != before["checksum/review"]
+    assert (after["checksum/config"], after["checksum/token"]) == (before["checksum/config"], before["checksum/token"])
+
+
+def test_discord_public_key_rolls_the_pods():
+    base = load_values("discord/minimal.yaml", "discord/review-http.yaml")
+    before = render("discord", base).pod_annotations
+    after = render("discord", merge(base, {"discord": {"publicKey": "ab" * 32}})).pod_annotations
+    assert after["checksum/config"] != before["checksum/config"]
+
+
+OTHER_REVIEW_FAILURES = [
+    pytest.param("mattermost", {"review": {"enabled": True}}, "review.enabled needs mattermost.secret or mattermost.secretFromSecret", id="mattermost-no-secret"),
+    pytest.param(
+        "mattermost",
+        {"review": {"enabled": True}, "mattermost": {"secret": "s"}, "interactivity": {"enabled": False}},
+        "review.enabled needs interactivity.enabled=true: Mattermost POSTs the clicks",
+        id="mattermost-no-listener",
+    ),
+    pytest.param(
+        "mattermost",
+        {"review": {"enabled": True}, "mattermost": {"secretFromSecret": "s"}, "interactivity": {"port": 8081}},
+        r"interactivity.port \(8081\) must differ from http.port",
+        id="mattermost-port-clash",
+    ),
+    pytest.param(
+        "mattermost",
+        {"review": {"enabled": True}, "mattermost": {"secret": "s"}, "interactivity": {"ingress": {"enabled": True}}},
+        "interactivity.ingress.host is required",
+        id="mattermost-ingress-without-host",
+    ),
+    pytest.param("mattermost", {"mattermost": {"team": "t"}}, "mattermost.team and mattermost.channel name the default recipient together", id="mattermost-team-alone"),
+    pytest.param("mattermost", {"mattermost": {"channel": "c"}}, "mattermost.team and mattermost.channel name the default recipient together", id="mattermost-channel-alone"),
+    pytest.param(
+        "discord",
+        {"review": {"enabled": True}, "discord": {"publicKey": DISCORD_KEY}},
+        "discord.publicKey needs interactivity.enabled=true",
+        id="discord-key-without-listener",
+    ),
+    pytest.param(
+        "discord", {"review": {"enabled": True}, "interactivity": {"enabled": True}}, "interactivity.enabled needs discord.publicKey", id="discord-listener-without-key"
+    ),
+    pytest.param(
+        "discord",
+        {"review": {"enabled": True}, "discord": {"publicKey": DISCORD_KEY}, "interactivity": {"enabled": True, "port": 8081}},
+        r"interactivity.port \(8081\) must differ from http.port",
+        id="discord-port-clash",
+    ),
+    pytest.param(
+        "discord",
+        {"review": {"enabled": True}, "interactivity": {"ingress": {"enabled": True, "host": "a.example.com"}}},
+        "interactivity.ingress.enabled needs interactivity.enabled=true",
+        id="discord-ingress-without-listener",
+    ),
+    pytest.param(
+        "discord",
+        {"review": {"enabled": True}, "discord": {"publicKey": DISCORD_KEY}, "interactivity": {"enabled": True, "ingress": {"enabled": True}}},
+        "interactivity.ingress.host is required",
+        id="discord-ingress-without-host",
+    ),
+]
+
+
+@pytest.mark.parametrize("chat,over,message", OTHER_REVIEW_FAILURES)
+def test_impossible_mattermost_and_discord_review_settings_fail_with_the_fix(chat, over, message):
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render(chat, merge(load_values(f"{chat}/minimal.yaml"), over))
+
+
+def test_mattermost_and_discord_review_schema():
+    bad_values = {
+        "mattermost": (
+            {"review": {"enabled": "yes"}},
+            {"review": {"appToken": "xapp-1-x"}},
+            {"review": {"slackUserIdTrait": "slack_user_id"}},
+            {"mattermost": {"secret": "with space"}},
+            {"mattermost": {"secretSecretPath": ""}},
+            {"mattermost": {"signingSecret": "s"}},
+            {"mattermost": {"team": "my team"}},
+            {"interactivity": {"publicAddr": "ftp://mattermost-hooks.example.com"}},
+            {"interactivity": {"publicAddr": "http://x.example.com/mattermost/actions"}},
+            {"interactivity": {"port": 0}},
+        ),
+        "discord": (
+            {"review": {"enabled": 1}},
+            {"review": {"appToken": "xapp-1-x"}},
+            {"discord": {"publicKey": "ab" * 31}},
+            {"discord": {"publicKey": "zz" * 32}},
+            {"discord": {"publicKey": DISCORD_KEY + "00"}},
+            {"discord": {"signingSecret": "s"}},
+            {"interactivity": {"publicAddr": "http://teleport-discord.example.com"}},
+            {"interactivity": {"ingress": {"host": "https://teleport-discord.example.com"}}},
+        ),
+    }
+    for chat, cases in bad_values.items():
         base = load_values(f"{chat}/minimal.yaml")
-        for extra in ({"review": {"enabled": True}}, {"interactivity": {"enabled": True}}, {chat: {"signingSecret": "s"}}):
+        for bad in cases:
             with pytest.raises(helm.HelmValuesError):
-                render(chat, merge(base, extra))
+                render(chat, merge(base, bad))
+    # What the schema lets through is what the templates take.
+    ok = render("discord", merge(load_values("discord/minimal.yaml", "discord/review-http.yaml"), {"discord": {"publicKey": DISCORD_KEY.upper()}}))
+    assert ok.config["discord"]["public_key"] == DISCORD_KEY.upper()
 
 
 # ---------------------------------------------------------------- failures
@@ -789,7 +1056,7 @@ def test_templates_are_shared_between_the_charts():
                 assert (other / name).read_text() == (slack / name).read_text(), f"{chat}/templates/{name} differs from slack's"
 
 
-CHAT_KEYS = {"slack": {"slack", "roleToRecipients", "review", "interactivity"}, "discord": {"discord", "roleToRecipients"}, "mattermost": {"mattermost", "roleToRecipients"}}
+CHAT_KEYS = {chat: {chat, "roleToRecipients", "review", "interactivity"} for chat in CHATS}
 
 
 def test_values_and_schemas_agree_between_the_charts():

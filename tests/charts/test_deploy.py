@@ -95,7 +95,7 @@ def test_previewed_role_lists_requested_resources_and_grants_no_access():
 
 
 def test_review_role_is_the_notifier_plus_reviews_on_behalf_of_users():
-    notifier = teleport_resources()["role"]
+    notifier = plugin_role(teleport_resources())
     review = review_resources()
     assert set(review) == {"access-request-notifier-with-review", "access-request-reviewer"}
     role = review["access-request-notifier-with-review"]
@@ -119,8 +119,14 @@ def test_review_role_file_says_how_to_use_it_and_what_it_risks():
     text = (DEPLOY / "teleport" / "plugin-role-review.yaml").read_text()
     bot = teleport_resources()["bot"]["metadata"]["name"]
     assert f"tctl bots update {bot} --set-roles access-request-notifier-with-review" in text
-    for phrase in ("submit_for_users", "MFA", "device trust", "tbot", "slack_user_id", "tctl get users/", "tctl create -f"):
+    for phrase in ("submit_for_users", "MFA", "device trust", "tbot", "tctl get users/", "tctl create -f", "Slack,\n# Mattermost and Discord"):
         assert phrase in text, phrase
+    # The trait of each chat, as the charts name it by default.
+    for trait, chart_key in (("slack_user_id", "review.slackUserIdTrait"), ("mattermost_user_id", "review.userIdTrait"), ("discord_user_id", "review.userIdTrait")):
+        assert f"`{trait}`" in text and f"{trait}: [" in text, trait
+        chat = trait.split("_")[0]
+        values = (ROOT / "charts" / f"teleport-plugin-{chat}" / "values.yaml").read_text()
+        assert f"Empty means `{trait}`" in values and chart_key.split(".")[1] + ":" in values
 
 
 def test_join_token_admits_the_tbot_service_account():
@@ -168,17 +174,25 @@ def test_values_file_installs_and_reads_tbots_secret(chat, tmp_path):
     assert r.config["routing"]["namespace"] == route()["metadata"]["namespace"]
 
 
-def test_slack_values_review_example_installs_when_uncommented(tmp_path):
-    """The commented Socket Mode example in deploy/values/slack.yaml is valid."""
-    lines = (DEPLOY / "values" / "slack.yaml").read_text().splitlines()
-    start = lines.index("# review:")
-    block = [lines[start][2:]]
-    for line in lines[start + 1 :]:
-        if not line.startswith("#   "):
+def commented_example(chat: str) -> dict:
+    """The commented values block at the end of deploy/values/<chat>.yaml:
+    from its first top-level key (`# key:`) to the last indented line."""
+    lines = (DEPLOY / "values" / f"{chat}.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.fullmatch(r"# [a-z][A-Za-z]*:", line) and lines[i + 1].startswith("#   "))
+    block = []
+    for line in lines[start:]:
+        if not (line.startswith("#   ") or re.fullmatch(r"# [a-z][A-Za-z]*:", line)):
             break
         block.append(line[2:])
+    assert start + len(block) == len(lines), f"deploy/values/{chat}.yaml: text after the commented example"
     example = yaml.safe_load("\n".join(block))
     assert example["review"]["enabled"] is True
+    return example
+
+
+def test_slack_values_review_example_installs_when_uncommented(tmp_path):
+    """The commented Socket Mode example in deploy/values/slack.yaml is valid."""
+    example = commented_example("slack")
     values = merge(load_values(DEPLOY / "values" / "slack.yaml"), example)
     r = render("slack", values)
     assert r.config["review"]["app_token"] == "/var/lib/teleport/plugins/slack/slack-app-token"
@@ -188,6 +202,43 @@ def test_slack_values_review_example_installs_when_uncommented(tmp_path):
     assert not [d for d in r.docs if d["metadata"]["name"].endswith("-callbacks")]
     result = plugin_check(r.config_text, tmp_path)
     assert result.returncode == 0, result.stdout
+
+
+def test_mattermost_values_review_example_installs_when_uncommented(tmp_path):
+    """The commented example in deploy/values/mattermost.yaml: the secret from
+    the Secret its comment creates, the listener at the in-cluster address its
+    comment tells Mattermost to allow."""
+    text = (DEPLOY / "values" / "mattermost.yaml").read_text()
+    values = merge(load_values(DEPLOY / "values" / "mattermost.yaml"), commented_example("mattermost"))
+    r = render("mattermost", values)
+    cfg = r.config
+    assert cfg["mattermost"]["review"] == {"enabled": True, "user_id_trait": "mattermost_user_id", "allow_email_username_match": False}
+    mount = next(m for m in r.container["volumeMounts"] if m["mountPath"] == cfg["mattermost"]["secret"])
+    volume = next(v for v in r.deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    assert (volume["secret"]["secretName"], mount["subPath"]) == ("mattermost-review-secret", "secret")
+    assert "kubectl -n teleport create secret generic mattermost-review-secret --from-literal=secret=" in text
+    host = f"{r.fullname}-callbacks.{NAMESPACE}.svc"
+    assert cfg["http"]["public_addr"] == f"http://{host}:8443" and f"{cfg['http']['public_addr']}\n# + /mattermost/actions" in text
+    assert f"add {host}\n#     to ServiceSettings.AllowedUntrustedInternalConnections" in text
+    for d in r.docs:
+        if d["kind"] not in {"ServiceMonitor"}:
+            validate_kube(d)
+    result = plugin_check(r.config_text, tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "mattermost review: on through" in result.stdout and "  ! " not in result.stdout, result.stdout
+
+
+def test_discord_values_review_example_installs_when_uncommented(tmp_path):
+    """The commented Gateway example in deploy/values/discord.yaml is valid."""
+    values = merge(load_values(DEPLOY / "values" / "discord.yaml"), commented_example("discord"))
+    r = render("discord", values)
+    assert r.config["discord"]["review"] == {"enabled": True, "user_id_trait": "discord_user_id", "allow_email_username_match": False}
+    assert "public_key" not in r.config["discord"] and "listen_addr" not in r.config["http"]
+    assert not [d for d in r.docs if d["metadata"]["name"].endswith("-callbacks")]
+    result = plugin_check(r.config_text, tmp_path)
+    assert result.returncode == 0, result.stdout
+    # discord review keys: tighten once the product reads them (then also
+    # assert "discord review: on through" and no "  ! " warnings).
 
 
 def route() -> dict:

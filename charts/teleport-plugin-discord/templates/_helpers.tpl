@@ -139,9 +139,9 @@ always agree.
 {{- end }}
 
 {{/*
-Review from chat: Approve and Deny buttons, and where the clicks arrive. Only
-a chart with `review` values (Slack) has it; in the others every template below
-is empty, so their output is unchanged.
+Review from chat: Approve and Deny buttons, and where the clicks arrive. What
+differs per chat (the path the chat calls, the name of the secret that signs
+the clicks, the default public address) comes from _chat.tpl.
 */}}
 {{- define "plugin.reviewEnabled" -}}
 {{- if (.Values.review | default dict).enabled }}true{{ end }}
@@ -164,24 +164,40 @@ is empty, so their output is unchanged.
 {{- if and (include "plugin.reviewEnabled" .) (or .Values.review.appToken .Values.review.appTokenFromSecret) }}true{{ end }}
 {{- end }}
 
-{{/* The signing secret (clicks POSTed over HTTP): a file from a Secret too. */}}
+{{/*
+The secret that signs the clicks (Slack's signing secret, Mattermost's
+secret): a file from a Secret too. Its values are <key>, <key>FromSecret and
+<key>SecretPath in the chat's block, <key> named by plugin.signingSecretValue;
+a chat without one names none.
+*/}}
 {{- define "plugin.signingSecretFile" -}}
 /var/lib/teleport/plugins/{{ include "plugin.chat" . }}/{{ include "plugin.chat" . }}-signing-secret
 {{- end }}
 
-{{- define "plugin.signingSecretName" -}}
+{{/* The inline signing secret, or "". */}}
+{{- define "plugin.signingSecretInline" -}}
 {{- $chat := include "plugin.chatValues" . | fromJson }}
-{{- default (printf "%s-signing-secret" (include "plugin.fullname" .)) $chat.signingSecretFromSecret }}
+{{- with include "plugin.signingSecretValue" . }}{{ get $chat . | default "" }}{{ end }}
+{{- end }}
+
+{{/* The existing Secret named for it, or "". */}}
+{{- define "plugin.signingSecretFromSecret" -}}
+{{- $chat := include "plugin.chatValues" . | fromJson }}
+{{- with include "plugin.signingSecretValue" . }}{{ get $chat (printf "%sFromSecret" .) | default "" }}{{ end }}
+{{- end }}
+
+{{- define "plugin.signingSecretName" -}}
+{{- default (printf "%s-signing-secret" (include "plugin.fullname" .)) (include "plugin.signingSecretFromSecret" .) }}
 {{- end }}
 
 {{- define "plugin.signingSecretKey" -}}
 {{- $chat := include "plugin.chatValues" . | fromJson }}
-{{- default (printf "%sSigningSecret" (include "plugin.chat" .)) $chat.signingSecretSecretPath }}
+{{- $k := include "plugin.signingSecretValue" . | default "signingSecret" }}
+{{- default (printf "%s%s" (include "plugin.chat" .) (title $k)) (get $chat (printf "%sSecretPath" $k)) }}
 {{- end }}
 
 {{- define "plugin.hasSigningSecret" -}}
-{{- $chat := include "plugin.chatValues" . | fromJson }}
-{{- if and (include "plugin.reviewEnabled" .) (or $chat.signingSecret $chat.signingSecretFromSecret) }}true{{ end }}
+{{- if and (include "plugin.reviewEnabled" .) (or (include "plugin.signingSecretInline" .) (include "plugin.signingSecretFromSecret" .)) }}true{{ end }}
 {{- end }}
 
 {{/* The interactivity values, with the nested blocks always present. */}}
@@ -202,23 +218,30 @@ is empty, so their output is unchanged.
 {{- printf "%s-callbacks" (include "plugin.fullname" . | trunc 53 | trimSuffix "-") }}
 {{- end }}
 
-{{/* The path the chat POSTs clicks to. */}}
-{{- define "plugin.callbackPath" -}}
-/{{ include "plugin.chat" . }}/interactions
-{{- end }}
-
 {{- define "plugin.callbackTlsDir" -}}
 /var/lib/teleport/plugins/{{ include "plugin.chat" . }}/callback-tls
 {{- end }}
 
-{{/* Where the chat reaches the listener: publicAddr, else the ingress host. */}}
+{{/*
+Where the chat reaches the listener: publicAddr, else the ingress host, else
+(for a chat server inside the cluster, plugin.publicAddrFromService) the
+callbacks Service's in-cluster URL.
+*/}}
 {{- define "plugin.publicAddr" -}}
 {{- $ia := include "plugin.interactivity" . | fromJson }}
 {{- if $ia.publicAddr }}
 {{- $ia.publicAddr }}
 {{- else if and $ia.ingress.enabled $ia.ingress.host }}
 {{- printf "https://%s" $ia.ingress.host }}
+{{- else if include "plugin.publicAddrFromService" . }}
+{{- include "plugin.serviceUrl" . }}
 {{- end }}
+{{- end }}
+
+{{/* The callbacks Service inside the cluster (https when the listener serves TLS). */}}
+{{- define "plugin.serviceUrl" -}}
+{{- $ia := include "plugin.interactivity" . | fromJson }}
+{{- printf "%s://%s.%s.svc:%d" (ternary "https" "http" (not (empty $ia.tlsSecretName))) (include "plugin.callbacksName" .) .Release.Namespace (int ($ia.service.port | default $ia.port)) }}
 {{- end }}
 
 {{/*

@@ -9,6 +9,20 @@ slack
 /var/lib/teleport/plugins/slack/slack-token
 {{- end }}
 
+{{/* Review from chat: the path Slack POSTs clicks to (HTTP interactivity). */}}
+{{- define "plugin.callbackPath" -}}
+/slack/interactions
+{{- end }}
+
+{{/* The values of the secret that signs the clicks: slack.signingSecret*. */}}
+{{- define "plugin.signingSecretValue" -}}
+signingSecret
+{{- end }}
+
+{{/* Slack calls from the internet: no in-cluster default for publicAddr. */}}
+{{- define "plugin.publicAddrFromService" -}}
+{{- end }}
+
 {{- define "plugin.chatConfig" -}}
 [slack]
 token = {{ include "plugin.tokenFile" . | toJson }}
