@@ -241,6 +241,19 @@ impl Worker {
         Outcome::Retry(self.cfg.max_retry)
     }
 
+    /// Records a message that was sent: until the record is written, the
+    /// message counts as uncertain, so a retry after a failed write (Auth
+    /// unreachable, the connection cut) looks for it instead of sending it
+    /// again.
+    async fn record_sent(&self, id: &str, key: &str, write: impl std::future::Future<Output = Result<Raw, Outcome>>) -> Result<Raw, Outcome> {
+        self.set_uncertain(id, key, true);
+        let written = write.await;
+        if written.is_ok() {
+            self.set_uncertain(id, key, false);
+        }
+        written
+    }
+
     fn uncertain_of(&self, id: &str) -> HashSet<String> {
         self.uncertain.lock().expect("poisoned").get(id).cloned().unwrap_or_default()
     }
@@ -553,18 +566,18 @@ impl Worker {
         let fp = plan::fingerprint(plan::status_of(snap, &rec), plan::review_count(snap, &rec), plan::resolve_reason(snap, &rec));
         if lookup_first && let Some(m) = self.find_earlier(Place::Target(&t), &content, &rec, attempts).await? {
             info!(target = %t, "card was already posted before an interruption; recording it");
-            self.set_uncertain(&id, &target, false);
-            return self.write(snap, raw, attempts, record_post(target, m, fp)).await;
+            let key = target.clone();
+            return self.record_sent(&id, &key, self.write(snap, raw, attempts, record_post(target, m, fp))).await;
         }
         match self.chat.post(&t, content).await {
             Ok(m) => {
-                self.set_uncertain(&id, &target, false);
                 self.metrics.posted.get_or_create(&Metrics::chat(self.chat.name())).inc();
                 if let Some(first) = self.first_seen.lock().expect("poisoned").get(&id) {
                     self.metrics.latency.get_or_create(&Metrics::chat(self.chat.name())).observe(first.elapsed().as_secs_f64());
                 }
                 debug!(target = %t, message = %m.message_id, "card posted");
-                self.write(snap, raw, attempts, record_post(target, m, fp)).await
+                let key = target.clone();
+                self.record_sent(&id, &key, self.write(snap, raw, attempts, record_post(target, m, fp))).await
             }
             Err(e) if e.is_transient() => {
                 if e.maybe_applied {
@@ -608,14 +621,12 @@ impl Worker {
             }
         };
         if lookup_first && self.find_earlier(Place::Thread(&parent), &content, &rec, attempts).await?.is_some() {
-            self.set_uncertain(&id, &key, false);
-            return self.write(snap, raw, attempts, done).await;
+            return self.record_sent(&id, &key, self.write(snap, raw, attempts, done)).await;
         }
         match self.chat.reply(&parent, content).await {
             Ok(_) => {
-                self.set_uncertain(&id, &key, false);
                 self.metrics.replies.get_or_create(&Metrics::chat(self.chat.name())).inc();
-                self.write(snap, raw, attempts, done).await
+                self.record_sent(&id, &key, self.write(snap, raw, attempts, done)).await
             }
             Err(e) if e.is_transient() => {
                 if e.maybe_applied {
@@ -682,15 +693,13 @@ impl Worker {
         if self.uncertain_of(&id).contains(NOTICE_KEY)
             && self.find_earlier(Place::Target(&target), &content, &rec, attempts).await?.is_some()
         {
-            self.set_uncertain(&id, NOTICE_KEY, false);
-            return self.write(snap, raw, attempts, sent).await;
+            return self.record_sent(&id, NOTICE_KEY, self.write(snap, raw, attempts, sent)).await;
         }
         match self.chat.post(&target, content).await {
             Ok(_) => {
-                self.set_uncertain(&id, NOTICE_KEY, false);
                 self.metrics.notices.get_or_create(&Metrics::chat(self.chat.name())).inc();
                 info!(user = %rec.data.user, "requester notified");
-                self.write(snap, raw, attempts, sent).await
+                self.record_sent(&id, NOTICE_KEY, self.write(snap, raw, attempts, sent)).await
             }
             Err(e) if e.is_transient() => {
                 if e.maybe_applied {
