@@ -3,8 +3,10 @@
 //! `resume_gateway_url` READY names.
 //!
 //! Rules kept: HELLO first with a short heartbeat interval; heartbeats must
-//! carry the last sequence number this connection sent (mismatches are
-//! logged for tests) and are acknowledged; a connection without a heartbeat
+//! carry the last sequence number the client received: never above what
+//! this connection sent, never below what it had sent when the previous
+//! heartbeat arrived (frames in flight excuse the gap in between; other
+//! values are logged for tests); heartbeats are acknowledged; a connection without a heartbeat
 //! for twice the interval is closed with 4009; IDENTIFY with a bad token is
 //! closed with 4004; a second IDENTIFY on one connection with 4005; RESUME
 //! is accepted on the resume URL only, for a known session, and replays the
@@ -44,7 +46,7 @@ pub struct GatewayLog {
     pub resumes: Vec<(Option<u64>, bool, bool)>,
     /// Heartbeats received.
     pub heartbeats: u32,
-    /// Heartbeats whose `d` was not the last sequence number sent.
+    /// Heartbeats whose `d` cannot be the last sequence number received.
     pub heartbeat_errors: Vec<String>,
     /// Close codes the simulator sent.
     pub closes_sent: Vec<u16>,
@@ -222,6 +224,8 @@ async fn connection(inner: Arc<Inner>, stream: tokio::net::TcpStream, on_resume_
         return;
     }
     let mut last_seq: Option<u64> = None;
+    // What had been sent when the previous heartbeat arrived.
+    let mut at_prev_heartbeat: Option<u64> = None;
     let mut identified = false;
     let deadline = tokio::time::sleep(HEARTBEAT_INTERVAL * 2);
     tokio::pin!(deadline);
@@ -251,9 +255,13 @@ async fn connection(inner: Arc<Inner>, stream: tokio::net::TcpStream, on_resume_
                             let d = v["d"].as_u64();
                             let mut st = lock(&inner.state);
                             st.log.heartbeats += 1;
-                            if d != last_seq {
-                                st.log.heartbeat_errors.push(format!("heartbeat d={:?}, last sequence sent {last_seq:?}", v["d"]));
+                            if d > last_seq || d < at_prev_heartbeat {
+                                st.log.heartbeat_errors.push(format!(
+                                    "heartbeat d={:?}: sent up to {last_seq:?}, and up to {at_prev_heartbeat:?} at the previous heartbeat",
+                                    v["d"]
+                                ));
                             }
+                            at_prev_heartbeat = last_seq;
                             drop(st);
                             deadline.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 2);
                             out.push(frame(11, Value::Null));
@@ -424,9 +432,13 @@ mod tests {
         let session = ready["d"]["session_id"].as_str().unwrap().to_string();
         assert_eq!(gw.dispatch("X", json!(1)).unwrap(), 2);
         assert_eq!(next_json(&mut ws).await["s"], 2);
+        send(&mut ws, json!({"op": 1, "d": 2})).await;
+        assert_eq!(next_json(&mut ws).await["op"], 11);
         send(&mut ws, json!({"op": 1, "d": 1})).await;
         assert_eq!(next_json(&mut ws).await["op"], 11);
-        assert_eq!(gw.log().heartbeat_errors.len(), 1, "d must be the last sequence sent (2)");
+        send(&mut ws, json!({"op": 1, "d": 3})).await;
+        assert_eq!(next_json(&mut ws).await["op"], 11);
+        assert_eq!(gw.log().heartbeat_errors.len(), 2, "behind what it had, then ahead of what was sent: {:?}", gw.log());
         assert!(gw.reconnect());
         assert_eq!(next_json(&mut ws).await["op"], 7);
         drop(ws);

@@ -42,6 +42,8 @@ pub struct SimInteraction {
     pub content: Option<String>,
     /// Initial responses refused as late (after 3 s).
     pub late_responses: u32,
+    /// Initial responses refused because one was given already (40060).
+    pub repeat_responses: u32,
     /// Delivered over HTTP (else the Gateway).
     pub via_http: bool,
     /// A forged delivery (bad or missing signature, altered body).
@@ -168,6 +170,7 @@ impl State_ {
                 ephemeral: false,
                 content: None,
                 late_responses: 0,
+                repeat_responses: 0,
                 via_http: false,
                 forged: false,
             },
@@ -186,6 +189,7 @@ impl State_ {
     fn respond(&mut self, id: &str, body: &Value) -> Result<(), ApiError> {
         let i = self.interaction_mut(id).ok_or_else(unknown_interaction)?;
         if i.info.response_type.is_some() {
+            i.info.repeat_responses += 1;
             return Err(api_error(StatusCode::BAD_REQUEST, 40060, "Interaction has already been acknowledged."));
         }
         if i.created.elapsed() > INITIAL_RESPONSE {
