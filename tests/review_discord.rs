@@ -231,3 +231,64 @@ async fn the_http_endpoint_answers_pings_takes_signed_clicks_and_refuses_forgeri
     assert_eq!(reviews(&s, r.id()).len(), 1);
     assert_eq!(s.discord.gateway().log().connections, 0, "no Gateway when the endpoint is used");
 }
+
+/// The Discord client's click transports alone; `extra` goes under `[discord]`.
+fn transports(
+    discord: &DiscordSim,
+    extra: &str,
+) -> (teleport_plugin::chat::click::ClickTransports, tokio::sync::mpsc::Receiver<teleport_plugin::chat::click::PendingClick>, tokio_util::sync::CancellationToken) {
+    use std::sync::Arc;
+    common::init();
+    let http = if extra.contains("public_key") { "[http]\nlisten_addr = \"127.0.0.1:0\"\n" } else { "" };
+    let text = format!(
+        "[teleport]\naddr = \"auth.example.com:3025\"\nidentity = \"/nonexistent\"\n{http}[discord]\ntoken = \"discord-sim-token\"\napi_url = \"{}\"\n{extra}[discord.review]\nenabled = true\n[role_to_recipients]\n\"*\" = \"{CHANNEL}\"\n",
+        discord.base_url()
+    );
+    let cfg = teleport_plugin::config::Config::parse_with(&text, teleport_plugin::config::Format::Toml, "t.toml", false).unwrap();
+    let chat = teleport_plugin::chat::build(&cfg.chats[0]).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ctx = teleport_plugin::chat::click::ClickContext { desk: tx, rejections: Default::default(), stop: stop.clone() };
+    let t = Arc::clone(&chat).start_clicks(&cfg.chats[0], ctx).unwrap();
+    (t, rx, stop)
+}
+
+#[tokio::test]
+async fn a_refused_token_ends_the_link_with_the_key_to_fix() {
+    use teleport_plugin::chat::click::LinkState;
+    let discord = DiscordSim::start(DiscordSimConfig::default()).await;
+    let (t, _rx, stop) = transports(&discord, "");
+    assert!(t.routes.is_none(), "the Gateway, not the endpoint");
+    let (what, mut link) = t.link.expect("a Gateway link");
+    assert_eq!(what, "Discord Gateway");
+    discord.gateway().wait_live(1, WAIT).await.unwrap();
+    tokio::time::timeout(WAIT, link.wait_for(|s| *s == LinkState::Connected)).await.unwrap().unwrap();
+    // The token is revoked: the Gateway closes with 4004, and no reconnect follows.
+    discord.revoke_token("discord-sim-token");
+    assert!(discord.gateway().close(4004));
+    let state = tokio::time::timeout(WAIT, link.wait_for(|s| matches!(s, LinkState::Unavailable(_)))).await.unwrap().unwrap().clone();
+    let LinkState::Unavailable(why) = state else { unreachable!() };
+    assert!(why.contains("4004") && why.contains("discord.token"), "{why}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(discord.gateway().log().connections, 1, "no reconnect after 4004: {:?}", discord.gateway().log());
+    assert!(!why.contains("discord-sim-token"));
+
+    // Refused from the start (GET /gateway/bot answers 401): unavailable too.
+    let (t, _rx2, stop2) = transports(&discord, "");
+    let (_, mut link) = t.link.unwrap();
+    let state = tokio::time::timeout(WAIT, link.wait_for(|s| matches!(s, LinkState::Unavailable(_)))).await.unwrap().unwrap().clone();
+    assert!(matches!(&state, LinkState::Unavailable(w) if w.contains("discord.token")), "{state:?}");
+    stop.cancel();
+    stop2.cancel();
+}
+
+#[tokio::test]
+async fn a_public_key_serves_the_endpoint_instead_of_the_gateway() {
+    let discord = DiscordSim::start(DiscordSimConfig::default()).await;
+    let key = "0f".repeat(32);
+    let (t, _rx, stop) = transports(&discord, &format!("public_key = \"{key}\"\n"));
+    assert!(t.routes.is_some() && t.link.is_none());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(discord.gateway().log().connections, 0);
+    stop.cancel();
+}

@@ -116,7 +116,7 @@ async fn handle(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, body: Bytes
             let desk = ep.ctx.desk.clone();
             // The inline answer below is the initial response; deciding
             // (Teleport calls) happens after it.
-            tokio::spawn(async move { chat.answer_click(&desk, c, true).await });
+            tokio::spawn(async move { chat.answer_click(&desk, *c, true).await });
             reply(interaction::deferred_ephemeral())
         }
         Parsed::Other(what) => {

@@ -124,10 +124,8 @@ fn on_text(chat: &Arc<DiscordChat>, ctx: &ClickContext, link: &watch::Sender<Lin
         return;
     }
     match v["t"].as_str() {
-        Some("READY") | Some("RESUMED") => {
-            if link.send_if_modified(|s| set(s, LinkState::Connected)) {
-                info!(event = v["t"].as_str().unwrap_or_default(), "Discord Gateway connected; receiving clicks");
-            }
+        Some("READY" | "RESUMED") if link.send_if_modified(|s| set(s, LinkState::Connected)) => {
+            info!(event = v["t"].as_str().unwrap_or_default(), "Discord Gateway connected; receiving clicks");
         }
         Some("INTERACTION_CREATE") => match interaction::parse(&v["d"]) {
             Parsed::Click(c) => {
@@ -138,7 +136,7 @@ fn on_text(chat: &Arc<DiscordChat>, ctx: &ClickContext, link: &watch::Sender<Lin
                 seen.put(&c.interaction_id, ());
                 let chat = chat.clone();
                 let desk = ctx.desk.clone();
-                tokio::spawn(async move { chat.answer_click(&desk, c, false).await });
+                tokio::spawn(async move { chat.answer_click(&desk, *c, false).await });
             }
             Parsed::Ping => {}
             Parsed::Other(what) => debug!(what, "Discord interaction ignored"),

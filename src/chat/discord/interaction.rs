@@ -53,7 +53,7 @@ pub struct ButtonClick {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     Ping,
-    Click(ButtonClick),
+    Click(Box<ButtonClick>),
     /// Something we do not handle (another type, another app's button, a
     /// payload missing what a click needs); the text says what, for logs.
     Other(&'static str),
@@ -91,7 +91,7 @@ pub fn parse(v: &Value) -> Parsed {
     };
     let user_name = str_of(user, "username").unwrap_or_default().to_string();
     let message = MessageRef { channel_id: channel.to_string(), message_id: message_id.to_string() };
-    Parsed::Click(ButtonClick {
+    Parsed::Click(Box::new(ButtonClick {
         interaction_id: id.to_string(),
         application_id: app.to_string(),
         token: Token(token.to_string()),
@@ -106,7 +106,7 @@ pub fn parse(v: &Value) -> Parsed {
             dedupe_key: format!("discord\u{0}{user_id}\u{0}{channel}\u{0}{message_id}\u{0}{custom_id}"),
             message: Some(message),
         },
-    })
+    }))
 }
 
 /// The first answer to a click: "thinking…", seen by the clicker alone.
