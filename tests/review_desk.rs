@@ -46,7 +46,7 @@ async fn setup() -> Setup {
         running.client.clone(),
         vec![ChatDesk {
             chat: console,
-            mapping: ReviewMapping { user_id_trait: TRAIT.into(), allow_email_username_match: false },
+            mapping: ReviewMapping { user_id_trait: TRAIT.into(), allow_email_username_match: false, known_users: Default::default() },
             display: "console",
         }],
         running.metrics.clone(),

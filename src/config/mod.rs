@@ -77,7 +77,13 @@ pub type RoleRecipients = BTreeMap<String, Vec<String>>;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatConfig {
     Slack { token: Token, api_url: String, routing: RoleRecipients, review: Option<SlackReview> },
-    Discord { token: Token, api_url: String, routing: RoleRecipients, user_ids: BTreeMap<String, String> },
+    Discord {
+        token: Token,
+        api_url: String,
+        routing: RoleRecipients,
+        user_ids: BTreeMap<String, String>,
+        review: Option<DiscordReview>,
+    },
     Mattermost { url: String, token: Token, routing: RoleRecipients, review: Option<MattermostReview> },
     /// Prints messages to stdout instead of posting them (demo, dry runs).
     Console { routing: RoleRecipients },
@@ -99,6 +105,7 @@ impl ChatConfig {
         match self {
             Self::Slack { review: Some(r), .. } => Some(&r.mapping),
             Self::Mattermost { review: Some(r), .. } => Some(&r.mapping),
+            Self::Discord { review: Some(r), .. } => Some(&r.mapping),
             _ => None,
         }
     }
@@ -125,6 +132,19 @@ pub struct ReviewMapping {
     pub user_id_trait: String,
     /// Also map by the chat account's verified email == Teleport user name.
     pub allow_email_username_match: bool,
+    /// Chat user ID → the Teleport users a config table names for it
+    /// (Discord: `[discord.users]` read backwards), consulted when no
+    /// Teleport user has the trait; one name maps, several are ambiguous.
+    pub known_users: BTreeMap<String, Vec<String>>,
+}
+
+/// Review from Discord: on when present. Clicks come over the Gateway, or
+/// over HTTP at `/discord/interactions` when `public_key` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordReview {
+    pub mapping: ReviewMapping,
+    /// The application's Ed25519 public key, 64 lowercase hex characters.
+    pub public_key: Option<String>,
 }
 
 /// Review from Slack: on when present.
@@ -284,6 +304,9 @@ pub fn review_summary(chat: &ChatConfig, http: &HttpConfig) -> String {
             mapping_summary(&r.mapping)
         );
     }
+    if let ChatConfig::Discord { review: Some(r), .. } = chat {
+        return discord_review_summary(r, http);
+    }
     let ChatConfig::Slack { review: Some(r), .. } = chat else {
         return "off (cards link to the Web UI or show tsh commands)".into();
     };
@@ -306,6 +329,21 @@ pub fn review_summary(chat: &ChatConfig, http: &HttpConfig) -> String {
 fn mapping_summary(m: &ReviewMapping) -> String {
     let trait_part = if m.user_id_trait.is_empty() { "no trait".to_string() } else { format!("trait \"{}\"", m.user_id_trait) };
     format!("{trait_part}{}", if m.allow_email_username_match { ", then by verified email" } else { "" })
+}
+
+fn discord_review_summary(r: &DiscordReview, http: &HttpConfig) -> String {
+    let way = match (&r.public_key, &http.callbacks) {
+        (Some(_), Some(cb)) => {
+            let url = match &cb.public_addr {
+                Some(a) => format!("{a}/discord/interactions"),
+                None => format!("http{}://<public address of {}>/discord/interactions", if cb.tls.is_some() { "s" } else { "" }, cb.listen_addr),
+            };
+            format!("the HTTP interactions endpoint (Developer Portal → General Information → Interactions Endpoint URL: {url})")
+        }
+        _ => "the Gateway (outbound WebSocket; leave the Interactions Endpoint URL empty in the Developer Portal)".to_string(),
+    };
+    let table = if r.mapping.known_users.is_empty() { "" } else { ", then by [discord.users]" };
+    format!("on through {way}; clickers mapped by {}{table}", mapping_summary(&r.mapping))
 }
 
 /// Parses a Go-style duration ("90s", "1m", "1h30m").

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::identity::source::IdentityFiles;
 
+mod discord_review;
 mod review;
 
 /// A value given as one string or a list of strings.
@@ -108,8 +109,12 @@ pub struct RawDiscord {
     pub token: Option<String>,
     pub api_url: Option<String>,
     pub role_to_recipients: Option<RawRouting>,
-    /// Teleport user → Discord user ID, to DM requesters on resolution.
+    /// Teleport user → Discord user ID, to DM requesters on resolution
+    /// (and, read backwards, to map clickers).
     pub users: Option<BTreeMap<String, String>>,
+    /// The application's Ed25519 public key (hex): clicks over HTTP.
+    pub public_key: Option<String>,
+    pub review: Option<discord_review::RawDiscordReview>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -467,8 +472,9 @@ impl RawConfig {
                     chk.problem(format!("discord.users[{user:?}]: {id:?} is not a Discord user ID (digits only; copy it with Developer Mode)"));
                 }
             }
+            let review = self.discord_review(d, &user_ids, chk);
             if let Some(token) = token {
-                chats.push(ChatConfig::Discord { token, api_url, routing, user_ids });
+                chats.push(ChatConfig::Discord { token, api_url, routing, user_ids, review });
             }
         }
         if let Some(m) = &self.mattermost {

@@ -264,7 +264,7 @@ fn slack_review(cfg: &Config) -> Option<&SlackReview> {
 fn review_with_socket_mode_as_upstream_spells_it() {
     let cfg = toml(&slack_with("[review]\nenabled = true\napp_token = \"xapp-1-abc\"\n")).unwrap();
     let r = slack_review(&cfg).expect("review on");
-    assert_eq!(r.mapping, ReviewMapping { user_id_trait: "slack_user_id".into(), allow_email_username_match: false });
+    assert_eq!(r.mapping, ReviewMapping { user_id_trait: "slack_user_id".into(), allow_email_username_match: false, known_users: Default::default() });
     assert_eq!(r.app_token.as_ref().unwrap().resolve().unwrap().expose(), "xapp-1-abc");
     assert!(r.signing_secret.is_none());
     assert!(cfg.chats[0].review_enabled());
@@ -280,7 +280,7 @@ fn slack_review_table_is_the_same_table() {
     // The top-level role map sits after [slack]: move it above the table.
     let cfg = toml(&text).unwrap();
     let r = slack_review(&cfg).unwrap();
-    assert_eq!(r.mapping, ReviewMapping { user_id_trait: "chat_id".into(), allow_email_username_match: true });
+    assert_eq!(r.mapping, ReviewMapping { user_id_trait: "chat_id".into(), allow_email_username_match: true, known_users: Default::default() });
     let both = slack_with("[review]\nenabled = true\napp_token = \"xapp-1\"\n[slack.review]\nenabled = true\n");
     assert!(problems(&both).contains("[review] and [slack.review] are the same table"));
 }

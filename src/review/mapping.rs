@@ -1,6 +1,7 @@
 //! Which Teleport user clicked: the chat user ID found in exactly one
-//! Teleport user's trait, else (only when allowed) the chat account's
-//! verified email as a Teleport user name. Answers are cached briefly, as
+//! Teleport user's trait, else the one Teleport user a config table names
+//! for it (`ReviewMapping::known_users`), else (only when allowed) the chat
+//! account's verified email as a Teleport user name. Answers are cached briefly, as
 //! upstream does, and dropped when a review by the mapped user fails.
 
 use std::sync::Arc;
@@ -70,6 +71,18 @@ impl Mapper {
                     )));
                 }
             }
+        }
+        // A config table naming the chat ID (Discord's `[discord.users]`
+        // read backwards) is the next most trustworthy source.
+        match cfg.known_users.get(user_id).map(Vec::as_slice) {
+            Some([one]) => return Ok(one.clone()),
+            Some(several) if several.len() > 1 => {
+                return Err(Unmapped::Several(format!(
+                    "the configuration lists the Teleport users {} for your chat account; ask the plugin's operator to keep one",
+                    several.join(", ")
+                )));
+            }
+            _ => {}
         }
         let trait_hint = if cfg.user_id_trait.is_empty() {
             String::new()

@@ -3,6 +3,15 @@
 //! Requests need `Authorization: Bot <token>` and a `User-Agent` starting with
 //! `DiscordBot`. Responses of known routes carry Discord's rate-limit headers;
 //! buckets are per route and major parameter (the channel id).
+//!
+//! Messages keep their `components` (action rows of buttons, checked as
+//! Discord does); clicks on them are built from the stored message and come
+//! over the fake Gateway ([`gateway`]) or a signed interactions endpoint
+//! ([`interactions`]). Interaction callbacks and webhook edits need no bot
+//! token, as on Discord: the interaction token in the path authenticates them.
+
+pub mod gateway;
+pub mod interactions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -37,6 +46,10 @@ const MAX_FOOTER_TEXT: usize = 2048;
 const MAX_AUTHOR_NAME: usize = 256;
 const MAX_EMBED_TOTAL: usize = 6000;
 const MAX_NONCE: usize = 25;
+const MAX_ROWS: usize = 5;
+const MAX_ROW_BUTTONS: usize = 5;
+const MAX_CUSTOM_ID: usize = 100;
+const MAX_LABEL: usize = 80;
 
 /// The lowest snowflake Discord could have issued at `t`; `after=` this id
 /// selects messages created at or after `t`.
@@ -114,6 +127,8 @@ pub struct DiscordMessage {
     pub embeds: Vec<Value>,
     pub nonce: Option<Value>,
     pub allowed_mentions: Option<Value>,
+    /// Action rows as posted (buttons), `[]` when none.
+    pub components: Vec<Value>,
     pub timestamp: SystemTime,
     pub edited_timestamp: Option<SystemTime>,
     /// Earlier versions, oldest first.
@@ -159,6 +174,8 @@ struct State_ {
     global_limit: Option<RateWindow>,
     nonce_window: Duration,
     windows: FixedWindows,
+    interactions: Vec<interactions::Stored>,
+    endpoint: Option<interactions::Endpoint>,
 }
 
 struct Shared {
@@ -171,6 +188,7 @@ struct Shared {
 pub struct DiscordSim {
     shared: Arc<Shared>,
     server: Arc<ServerHandle>,
+    gateway: gateway::Gateway,
 }
 
 /// An error answer: status plus Discord's JSON body.
@@ -341,6 +359,8 @@ impl DiscordSim {
             global_limit: config.global_limit,
             nonce_window: config.nonce_window,
             windows: FixedWindows::default(),
+            interactions: Vec::new(),
+            endpoint: None,
         };
         for u in config.users {
             state.users.insert(u.id.clone(), u);
@@ -352,7 +372,26 @@ impl DiscordSim {
             core: core.clone(),
             state: Mutex::new(state),
         });
+        let tokens_of = Arc::downgrade(&shared);
+        let check: gateway::TokenCheckFn = Arc::new(move |t: &str| {
+            tokens_of.upgrade().is_some_and(|s| lock(&s.state).tokens.check(t) == TokenCheck::Valid)
+        });
+        let (bot, app_id) = {
+            let st = lock(&shared.state);
+            (st.author(), st.bot_id.clone())
+        };
+        let gateway = gateway::Gateway::start(check, bot, app_id).await?;
         let app = Router::new()
+            .route("/api/v10/gateway", get(get_gateway))
+            .route("/api/v10/gateway/bot", get(get_gateway_bot))
+            .route(
+                "/api/v10/interactions/{id}/{token}/callback",
+                post(interactions::callback),
+            )
+            .route(
+                "/api/v10/webhooks/{app}/{token}/messages/{which}",
+                axum::routing::patch(interactions::edit_original),
+            )
             .route("/api/v10/users/@me", get(get_me))
             .route("/api/v10/users/@me/channels", post(create_dm))
             .route("/api/v10/channels/{channel_id}", get(get_channel))
@@ -367,11 +406,13 @@ impl DiscordSim {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(from_fn_with_state(shared.clone(), gate))
+            .layer(Extension(GatewayUrl(gateway.url())))
             .with_state(shared.clone());
         let server = serve(app, core).await?;
         Ok(Self {
             shared,
             server: Arc::new(server),
+            gateway,
         })
     }
 
@@ -381,6 +422,16 @@ impl DiscordSim {
 
     pub fn bot_id(&self) -> String {
         self.state().bot_id.clone()
+    }
+
+    /// The application id (the bot's user id, as for every bot app).
+    pub fn application_id(&self) -> String {
+        self.bot_id()
+    }
+
+    /// The fake Gateway: control (RECONNECT, INVALID_SESSION, drops) and log.
+    pub fn gateway(&self) -> &gateway::Gateway {
+        &self.gateway
     }
 
     /// Set (or with `None` reset to the default) the budget of one route.
@@ -546,7 +597,7 @@ impl State_ {
             "mentions": [],
             "mention_roles": [],
             "attachments": [],
-            "components": [],
+            "components": m.components,
             "pinned": false,
             "flags": 0,
         });
@@ -756,6 +807,7 @@ fn normalise_embeds(embeds: &[Value]) -> Vec<Value> {
 struct Payload {
     content: Option<Option<String>>,
     embeds: Option<Option<Vec<Value>>>,
+    components: Option<Vec<Value>>,
 }
 
 fn parse_payload(obj: &Map<String, Value>, errs: &mut FormErrors) -> Payload {
@@ -783,7 +835,64 @@ fn parse_payload(obj: &Map<String, Value>, errs: &mut FormErrors) -> Payload {
             None
         }
     };
-    Payload { content, embeds }
+    let components = match obj.get("components") {
+        None => None,
+        Some(Value::Null) => Some(Vec::new()),
+        Some(Value::Array(rows)) => {
+            check_components(rows, errs);
+            Some(rows.clone())
+        }
+        Some(_) => {
+            errs.add(&["components"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType");
+            None
+        }
+    };
+    Payload { content, embeds, components }
+}
+
+/// Legacy (non-V2) message components: up to 5 action rows of up to 5
+/// buttons; non-link buttons need a `custom_id` of 1–100 characters, unique
+/// in the message; labels up to 80.
+fn check_components(rows: &[Value], errs: &mut FormErrors) {
+    if rows.len() > MAX_ROWS {
+        errs.add(&["components"], "BASE_TYPE_MAX_LENGTH", format!("Must be {MAX_ROWS} or fewer in length."));
+    }
+    let mut seen = HashSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        let i = i.to_string();
+        if row["type"] != 1 {
+            errs.add(&["components", &i, "type"], "COMPONENT_LAYOUT_INVALID", "Top-level components must be action rows (type 1).");
+            continue;
+        }
+        let buttons = row["components"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if buttons.is_empty() || buttons.len() > MAX_ROW_BUTTONS {
+            errs.add(&["components", &i, "components"], "BASE_TYPE_BAD_LENGTH", format!("Must be between 1 and {MAX_ROW_BUTTONS} in length."));
+        }
+        for (j, b) in buttons.iter().enumerate() {
+            let j = j.to_string();
+            let path = ["components", i.as_str(), "components", j.as_str()];
+            if b["type"] != 2 {
+                errs.add(&path, "COMPONENT_TYPE_INVALID", "Only buttons are simulated in action rows.");
+                continue;
+            }
+            let style = b["style"].as_u64().unwrap_or(0);
+            if !(1..=6).contains(&style) {
+                errs.add(&[&path[..], &["style"]].concat(), "BASE_TYPE_CHOICES", "Value must be one of {1, 2, 3, 4, 5, 6}.");
+            }
+            errs.max_len(&[&path[..], &["label"]].concat(), b.get("label"), MAX_LABEL);
+            match (style, b["custom_id"].as_str(), b["url"].as_str()) {
+                (5, None, Some(_)) | (6, None, None) => {}
+                (5, _, _) => errs.add(&[&path[..], &["url"]].concat(), "BUTTON_COMPONENT_URL_REQUIRED", "A url is required"),
+                (_, Some(id), None) if (1..=MAX_CUSTOM_ID).contains(&char_len(id)) => {
+                    if !seen.insert(id.to_string()) {
+                        errs.add(&[&path[..], &["custom_id"]].concat(), "COMPONENT_CUSTOM_ID_DUPLICATED", "Component custom id cannot be duplicated");
+                    }
+                }
+                (_, Some(_), None) => errs.add(&[&path[..], &["custom_id"]].concat(), "BASE_TYPE_BAD_LENGTH", format!("Must be between 1 and {MAX_CUSTOM_ID} in length.")),
+                _ => errs.add(&[&path[..], &["custom_id"]].concat(), "BUTTON_COMPONENT_CUSTOM_ID_REQUIRED", "A custom id is required"),
+            }
+        }
+    }
 }
 
 fn is_empty_message(content: &str, embeds: &[Value]) -> bool {
@@ -792,6 +901,11 @@ fn is_empty_message(content: &str, embeds: &[Value]) -> bool {
 
 /// User-Agent, token and rate-limit checks in front of every route.
 async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    // The interaction token in the path authenticates these; no bot token.
+    let path = req.uri().path();
+    if path.starts_with("/api/v10/interactions/") || path.starts_with("/api/v10/webhooks/") || path == "/api/v10/gateway" {
+        return next.run(req).await;
+    }
     let ua = req
         .headers()
         .get(header::USER_AGENT)
@@ -845,6 +959,22 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         response.headers_mut().extend(h);
     }
     response
+}
+
+/// Where the fake Gateway listens.
+#[derive(Clone)]
+struct GatewayUrl(String);
+
+async fn get_gateway(Extension(GatewayUrl(url)): Extension<GatewayUrl>) -> Response {
+    json(StatusCode::OK, json!({"url": url}))
+}
+
+async fn get_gateway_bot(Extension(GatewayUrl(url)): Extension<GatewayUrl>) -> Response {
+    json(StatusCode::OK, json!({
+        "url": url,
+        "shards": 1,
+        "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000u64, "max_concurrency": 1},
+    }))
 }
 
 async fn not_found() -> Response {
@@ -1042,6 +1172,7 @@ async fn create_message(
         embeds: normalise_embeds(&embeds),
         nonce: nonce.as_ref().map(|(_, v)| v.clone()),
         allowed_mentions: obj.get("allowed_mentions").cloned(),
+        components: payload.components.clone().unwrap_or_default(),
         timestamp: SystemTime::now(),
         edited_timestamp: None,
         history: Vec::new(),
@@ -1106,6 +1237,9 @@ async fn edit_message(
         embeds: std::mem::replace(&mut msg.embeds, embeds),
         replaced_at: SystemTime::now(),
     });
+    if let Some(c) = payload.components {
+        msg.components = c;
+    }
     msg.edited_timestamp = Some(SystemTime::now());
     let msg = msg.clone();
     Ok(json(StatusCode::OK, st.render(&msg)))

@@ -6,7 +6,18 @@
 //! `X-RateLimit-Reset-After`; a 429 says how long in its JSON body, and
 //! `global: true` closes every route. Posts carry a nonce with
 //! `enforce_nonce`, so Discord itself drops a repeated post.
+//!
+//! Review from Discord: cards carry Approve/Deny buttons; clicks arrive
+//! over the Gateway ([`gateway`]) or, with `discord.public_key`, at the
+//! signed HTTP endpoint ([`endpoint`]). Each is answered at once with a
+//! deferred ephemeral response, decided by the review desk, and the outcome
+//! replaces that answer (only the clicker sees it). The card itself is
+//! updated by the engine as the request changes. Discord bots cannot read
+//! users' emails, so [`Chat::verified_email`] keeps its default (none).
 
+pub mod endpoint;
+pub mod gateway;
+pub mod interaction;
 pub mod render;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,8 +31,10 @@ use super::cache::TtlCache;
 use super::http::{
     self, Api, ClientOptions, Http, Idempotency, Missing, RateGate, Reply, Request, Verdict,
 };
+use super::click::{ClickContext, ClickSender, ClickTransports, LinkState, decide};
 use super::{Capabilities, Chat, ChatError, Content, Marker, MessageRef, Place, Reaction, Target};
-use crate::config::Secret;
+use crate::config::{ChatConfig, Secret};
+use interaction::ButtonClick;
 
 /// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
 const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
@@ -35,6 +48,8 @@ const RESET_MARGIN: Duration = Duration::from_millis(50);
 const POST_ROUTE: &str = "POST /channels/{channel_id}/messages";
 const LIST_ROUTE: &str = "GET /channels/{channel_id}/messages";
 const EDIT_ROUTE: &str = "PATCH /channels/{channel_id}/messages/{message_id}";
+const CALLBACK_ROUTE: &str = "POST /interactions/{interaction_id}/{interaction_token}/callback";
+const ORIGINAL_ROUTE: &str = "PATCH /webhooks/{application_id}/{interaction_token}/messages/@original";
 
 pub struct DiscordChat {
     http: Http<DiscordApi>,
@@ -43,6 +58,8 @@ pub struct DiscordChat {
     /// Discord user ID → DM channel ID.
     dms: TtlCache<String>,
     bot_id: Mutex<Option<String>>,
+    /// For the Gateway's IDENTIFY.
+    token: Secret,
 }
 
 impl DiscordChat {
@@ -77,6 +94,7 @@ impl DiscordChat {
             user_ids,
             dms: TtlCache::new(ttl),
             bot_id: Mutex::new(None),
+            token,
         })
     }
 
@@ -122,6 +140,57 @@ impl DiscordChat {
         }
     }
 
+    /// The Gateway URL (`GET /gateway/bot`).
+    pub async fn gateway_url(&self) -> Result<String, ChatError> {
+        let v = self.http.call(Request::get("GET /gateway/bot", &["gateway", "bot"]).about("the Gateway")).await?;
+        v["url"]
+            .as_str()
+            .filter(|u| u.starts_with("wss://") || u.starts_with("ws://"))
+            .map(|u| u.trim_end_matches('/').to_string())
+            .ok_or_else(|| ChatError::transient("Discord GET /gateway/bot answered without a WebSocket URL"))
+    }
+
+    /// The initial response to an interaction (within 3 s of the click).
+    async fn respond(&self, c: &ButtonClick, body: Value) -> Result<(), ChatError> {
+        let req = Request::post(CALLBACK_ROUTE, &["interactions", &c.interaction_id, c.token.expose(), "callback"])
+            .json(body)
+            .major(c.interaction_id.clone())
+            .about(format!("interaction {}", c.interaction_id));
+        self.http.call(req).await.map(drop)
+    }
+
+    /// Replaces the (deferred) initial response with `text`.
+    async fn edit_original(&self, c: &ButtonClick, text: &str) -> Result<(), ChatError> {
+        let req = Request::new(
+            Method::PATCH,
+            ORIGINAL_ROUTE,
+            &["webhooks", &c.application_id, c.token.expose(), "messages", "@original"],
+        )
+        .json(interaction::outcome_edit(text))
+        .major(c.interaction_id.clone())
+        .about(format!("interaction {}", c.interaction_id))
+        .replaceable();
+        self.http.call(req).await.map(drop)
+    }
+
+    /// Answers a click: acknowledges it ephemerally unless the HTTP
+    /// endpoint did inline (`acked`), has the desk decide, and shows the
+    /// outcome to the clicker. An interaction we could not acknowledge is
+    /// not decided: Discord told the clicker it failed, so they may retry.
+    pub async fn answer_click(&self, desk: &ClickSender, c: ButtonClick, acked: bool) {
+        if !acked && let Err(e) = self.respond(&c, interaction::deferred_ephemeral()).await {
+            tracing::warn!(interaction = %c.interaction_id, request_id = %c.click.request_id, error = %e,
+                "could not acknowledge a Discord click; not deciding it");
+            return;
+        }
+        let request_id = c.click.request_id.clone();
+        let outcome = decide(desk, c.click.clone()).await;
+        if let Err(e) = self.edit_original(&c, &outcome.text(&request_id)).await {
+            tracing::warn!(interaction = %c.interaction_id, request_id = %request_id, outcome = outcome.label(), error = %e,
+                "could not show a Discord clicker the outcome");
+        }
+    }
+
     fn unsupported(what: &str) -> ChatError {
         ChatError::permanent(format!("the Discord client does not support {what}"))
     }
@@ -161,6 +230,28 @@ impl Chat for DiscordChat {
 
     fn count_rate_limits(&self, counter: prometheus_client::metrics::counter::Counter) {
         self.http.count_rate_limits(counter);
+    }
+
+    /// The Gateway client, unless `discord.public_key` sends clicks to the
+    /// HTTP endpoint (Discord delivers them one way only).
+    fn start_clicks(self: std::sync::Arc<Self>, cfg: &ChatConfig, ctx: ClickContext) -> Result<ClickTransports, String> {
+        let ChatConfig::Discord { review: Some(r), .. } = cfg else {
+            return Ok(ClickTransports::default());
+        };
+        match &r.public_key {
+            Some(key) => {
+                let key = hex::decode(key)
+                    .ok()
+                    .filter(|k| k.len() == 32)
+                    .ok_or("discord.public_key is not 64 hex characters (Developer Portal → General Information → Public Key)")?;
+                Ok(ClickTransports { routes: Some(endpoint::routes(self, key, ctx)), link: None })
+            }
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(LinkState::Connecting);
+                tokio::spawn(gateway::run(self, ctx, tx));
+                Ok(ClickTransports { routes: None, link: Some(("Discord Gateway".into(), rx)) })
+            }
+        }
     }
 
     async fn health_check(&self) -> Result<String, ChatError> {
@@ -336,6 +427,10 @@ impl Api for DiscordApi {
         }
         if let Some(v) = http::common::retryable("Discord", reply) {
             return v;
+        }
+        // Interaction callbacks answer 204 with no body.
+        if status == 204 {
+            return Verdict::Done(Value::Null);
         }
         if reply.status.is_success() {
             return match body {

@@ -8,11 +8,17 @@
 //! escaped, so masked links `[x](y)` and `<@id>` render inert.
 //! Limits: content ≤ 2000 characters; ≤ 10 embeds with title ≤ 256,
 //! description ≤ 4096, author ≤ 256 and ≤ 6000 characters in total.
+//!
+//! Buttons: with review on, a pending card carries one action row with
+//! Approve (success, green) and Deny (danger, red); their `custom_id` is
+//! `tp:<action>:<request id>` (≤ 100 characters). Every body names its
+//! `components`, so an edit without buttons removes them.
 
 use serde_json::{Value, json};
 
 use crate::chat::fields::{self, Limits, Line, Part, fit_lines};
 use crate::chat::text::{code_safe, defuse_mentions, escape_markdown, len, truncate};
+use crate::chat::click::Decision;
 use crate::chat::view::review_status;
 use crate::chat::{Content, Marker, RequestView, Status};
 use crate::model::Review;
@@ -25,6 +31,12 @@ pub const MAX_EMBED_AUTHOR: usize = 256;
 pub const MAX_EMBEDS_TOTAL: usize = 6000;
 /// Longest nonce Discord accepts.
 pub const MAX_NONCE: usize = 25;
+/// Longest `custom_id` of a component.
+pub const MAX_CUSTOM_ID: usize = 100;
+/// Prefix of our buttons' `custom_id`.
+pub const CUSTOM_ID_PREFIX: &str = "tp:";
+const STYLE_SUCCESS: u8 = 3;
+const STYLE_DANGER: u8 = 4;
 
 const GREEN: u32 = 2_328_611;
 const RED: u32 = 13_771_309;
@@ -43,13 +55,48 @@ const LIMITS: Limits = Limits {
 pub struct Message {
     pub content: String,
     pub embeds: Vec<Value>,
+    /// Action rows; empty removes any buttons on an edit.
+    pub components: Vec<Value>,
 }
 
 impl Message {
     /// The JSON body for creating or editing the message (never pings).
     pub fn body(&self) -> Value {
-        json!({"content": self.content, "embeds": self.embeds, "allowed_mentions": {"parse": []}})
+        json!({"content": self.content, "embeds": self.embeds, "components": self.components, "allowed_mentions": {"parse": []}})
     }
+}
+
+/// The `custom_id` of a button: `tp:approve:<id>` or `tp:deny:<id>`, `None`
+/// when it would exceed Discord's 100 characters (no button then).
+pub fn custom_id(decision: Decision, request_id: &str) -> Option<String> {
+    let id = format!("{CUSTOM_ID_PREFIX}{}:{request_id}", decision.as_str());
+    (len(&id) <= MAX_CUSTOM_ID).then_some(id)
+}
+
+/// What one of our buttons asks for; `None` for anything else.
+pub fn parse_custom_id(custom_id: &str) -> Option<(Decision, &str)> {
+    let rest = custom_id.strip_prefix(CUSTOM_ID_PREFIX)?;
+    let (action, id) = rest.split_once(':')?;
+    let decision = match action {
+        "approve" => Decision::Approve,
+        "deny" => Decision::Deny,
+        _ => return None,
+    };
+    (!id.is_empty()).then_some((decision, id))
+}
+
+/// The Approve/Deny action row, when the view shows buttons.
+fn buttons(v: &RequestView) -> Vec<Value> {
+    if !v.buttons || v.status != Status::Pending {
+        return Vec::new();
+    }
+    let (Some(approve), Some(deny)) = (custom_id(Decision::Approve, &v.id), custom_id(Decision::Deny, &v.id)) else {
+        return Vec::new();
+    };
+    vec![json!({"type": 1, "components": [
+        {"type": 2, "style": STYLE_SUCCESS, "label": "Approve", "custom_id": approve},
+        {"type": 2, "style": STYLE_DANGER, "label": "Deny", "custom_id": deny},
+    ]})]
 }
 
 pub fn render(content: &Content<'_>) -> Message {
@@ -60,10 +107,16 @@ pub fn render(content: &Content<'_>) -> Message {
             let mut head = vec![format!("**{}**", escape_markdown(card.title))];
             head.extend(card.fields.iter().map(line));
             let mut tail: Vec<String> = card.status.iter().map(line).collect();
+            if v.status == Status::Pending
+                && let Some(n) = v.approvals_needed
+            {
+                tail.push(format!("**Approvals needed**: {n}"));
+            }
             tail.push(marker);
             Message {
                 content: fit_lines(&head, &tail, "\n", MAX_CONTENT),
                 embeds: review_embeds(v),
+                components: buttons(v),
             }
         }
         Content::Review(v, i) => {
@@ -71,6 +124,7 @@ pub fn render(content: &Content<'_>) -> Message {
             Message {
                 content: fit_lines(&head, &[marker], "\n", MAX_CONTENT),
                 embeds: Vec::new(),
+                components: Vec::new(),
             }
         }
         Content::RequesterNotice(v) => {
@@ -78,6 +132,7 @@ pub fn render(content: &Content<'_>) -> Message {
             Message {
                 content: fit_lines(&head, &[marker], "\n", MAX_CONTENT),
                 embeds: Vec::new(),
+                components: Vec::new(),
             }
         }
     }
@@ -346,6 +401,34 @@ mod tests {
             card.contains("\\[x\\]\\(http"),
             "masked links are broken up"
         );
+    }
+
+    #[test]
+    fn pending_cards_with_review_carry_approve_and_deny() {
+        let mut v = view();
+        assert!(render(&Content::Card(&v)).components.is_empty());
+        assert_eq!(render(&Content::Card(&v)).body()["components"], json!([]), "an edit removes buttons");
+        v.buttons = true;
+        v.approvals_needed = Some(2);
+        let m = render(&Content::Card(&v));
+        assert_eq!(m.components.len(), 1);
+        let row = &m.components[0];
+        assert_eq!(row["type"], 1);
+        assert_eq!(row["components"][0]["style"], 3);
+        assert_eq!(row["components"][0]["custom_id"], "tp:approve:4b1d-id");
+        assert_eq!(row["components"][1]["style"], 4);
+        assert_eq!(row["components"][1]["label"], "Deny");
+        assert!(m.content.contains("**Approvals needed**: 2\n-# Teleport"), "{}", m.content);
+        assert!(render(&Content::RequesterNotice(&v)).components.is_empty());
+        v.status = Status::Approved;
+        assert!(render(&Content::Card(&v)).components.is_empty(), "resolved cards lose their buttons");
+        assert_eq!(parse_custom_id("tp:approve:4b1d-id"), Some((Decision::Approve, "4b1d-id")));
+        assert_eq!(parse_custom_id("tp:deny:x:y"), Some((Decision::Deny, "x:y")));
+        assert_eq!(parse_custom_id("tp:maybe:x"), None);
+        assert_eq!(parse_custom_id("other"), None);
+        assert_eq!(custom_id(Decision::Approve, &"x".repeat(100)), None);
+        let uuid = "0a1b2c3d-0000-4000-8000-123456789abc";
+        assert!(len(&custom_id(Decision::Approve, uuid).unwrap()) <= MAX_CUSTOM_ID);
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn mapping(
             "{key}.{trait_key} is empty and {key}.allow_email_username_match is off, so no clicker could be mapped to a Teleport user: name the Teleport trait that holds the chat user ID (default \"{default}\")"
         ));
     }
-    ReviewMapping { user_id_trait, allow_email_username_match }
+    ReviewMapping { user_id_trait, allow_email_username_match, known_users: Default::default() }
 }
 
 /// An app-level token starts with `xapp-`; a bot token there is a common mix-up.
