@@ -125,13 +125,10 @@ def test_rendered_config_is_accepted_by_the_plugin(chat, scenario, rendered, tmp
     assert "Configuration is valid" in result.stdout
     assert f"chats: {chat}" in result.stdout
     if chat == "discord" and review_on(r):
-        # discord review keys: tighten once the product reads them (drop this
-        # branch: the assertions below then cover Discord review renders too).
         d = r.config["discord"]
         assert d["review"]["enabled"] is True
         assert ("public_key" in d) == bool(r.values["discord"].get("publicKey"))
         assert ("listen_addr" in r.config["http"]) == ("public_key" in d)
-        return
     # The chart writes no key the plugin does not know, and review renders
     # are understood as review (the check names the transport).
     assert "unknown key" not in result.stdout, result.stdout

@@ -237,8 +237,8 @@ def test_discord_values_review_example_installs_when_uncommented(tmp_path):
     assert not [d for d in r.docs if d["metadata"]["name"].endswith("-callbacks")]
     result = plugin_check(r.config_text, tmp_path)
     assert result.returncode == 0, result.stdout
-    # discord review keys: tighten once the product reads them (then also
-    # assert "discord review: on through" and no "  ! " warnings).
+    assert "discord review: on through the Gateway" in result.stdout, result.stdout
+    assert "  ! " not in result.stdout, result.stdout
 
 
 def route() -> dict:
