@@ -33,11 +33,7 @@ struct Setup {
 async fn setup(http: Option<&str>) -> Setup {
     let env = Env::new().await;
     let sim = &env.sim;
-    sim.set_submit_for_users("plugin-review", &["*"]);
-    sim.put_user("access-plugin", &["plugin-review"], &[]);
-    sim.allow_review("reviewer", &["editor"]);
-    sim.put_user("alice", &["reviewer"], &[("discord_user_id", &[ALICE])]);
-    sim.put_user("bob", &["reviewer"], &[("discord_user_id", &[BOB])]);
+    common::review_rules(sim, &[("alice", "discord_user_id", ALICE), ("bob", "discord_user_id", BOB)]);
     sim.put_user("carol", &["reviewer"], &[]);
     let discord = DiscordSim::start(
         DiscordSimConfig::default()
