@@ -351,9 +351,8 @@ http: { listen_addr: "0.0.0.0:8443" }
     assert!(r.app_token.is_some() && r.signing_secret.is_some());
 }
 
-#[test]
-fn mattermost_team_and_channel_are_the_default_recipient() {
-    let text = r##"
+/// A Mattermost section as the older guides write it (team and channel).
+const MATTERMOST_TEAM_CHANNEL: &str = r##"
 [teleport]
 addr = "auth:3025"
 identity = "/id"
@@ -363,6 +362,10 @@ token = "t"
 team = "eng"
 channel = "access"
 "##;
+
+#[test]
+fn mattermost_team_and_channel_are_the_default_recipient() {
+    let text = MATTERMOST_TEAM_CHANNEL;
     let cfg = toml(text).unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     assert_eq!(cfg.chats[0].routing()["*"], vec!["eng/access"]);
@@ -373,21 +376,12 @@ channel = "access"
 
 #[test]
 fn mattermost_review_needs_a_secret_and_the_listener() {
-    let base = r##"
-[teleport]
-addr = "auth:3025"
-identity = "/id"
-[mattermost]
-url = "https://mm.example.com"
-token = "t"
-team = "eng"
-channel = "access"
-"##;
+    let base = MATTERMOST_TEAM_CHANNEL;
     let p = problems(&format!("{base}[mattermost.review]\nenabled = true\n"));
     assert!(p.contains("needs mattermost.secret") && p.contains("needs http.listen_addr"), "{p}");
     let ok = toml(&format!(
         "{}secret = \"k\"\n[mattermost.review]\nenabled = true\n[http]\nlisten_addr = \"0.0.0.0:8443\"\npublic_addr = \"http://plugin.teleport.svc:8443/\"\n",
-        base.replace("channel = \"access\"\n", "channel = \"access\"\n")
+        base
     ))
     .unwrap();
     let ChatConfig::Mattermost { review: Some(r), .. } = &ok.chats[0] else { panic!("review on") };

@@ -15,7 +15,7 @@ pub mod mapping;
 pub mod outcome;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, mpsc};
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::chat::Chat;
+use crate::chat::cache::Remembered;
 use crate::chat::click::{Click, Outcome, PendingClick};
 use crate::config::ReviewMapping;
 use crate::metrics::Metrics;
@@ -52,7 +53,7 @@ pub struct Desk {
     chats: HashMap<&'static str, ChatDesk>,
     mapper: Mapper,
     metrics: Arc<Metrics>,
-    decided: Mutex<HashMap<String, (Instant, Decided)>>,
+    decided: Remembered<Decided>,
 }
 
 /// The chat's name as people write it, for the review reason.
@@ -76,7 +77,7 @@ impl Desk {
             client,
             chats: chats.into_iter().map(|c| (c.chat.name(), c)).collect(),
             metrics,
-            decided: Mutex::default(),
+            decided: Remembered::new(DEDUPE_TTL),
         }
     }
 
@@ -119,18 +120,7 @@ impl Desk {
     }
 
     fn cell(&self, key: &str) -> Decided {
-        let mut map = self.decided.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (at, _)| at.elapsed() < DEDUPE_TTL);
-        }
-        match map.get(key) {
-            Some((at, cell)) if at.elapsed() < DEDUPE_TTL => cell.clone(),
-            _ => {
-                let cell: Decided = Arc::default();
-                map.insert(key.to_string(), (Instant::now(), cell.clone()));
-                cell
-            }
-        }
+        self.decided.get_or_make(key, Decided::default).0
     }
 
     async fn decide(&self, click: &Click) -> Outcome {

@@ -11,9 +11,8 @@
 //! nothing else. A click is answered inline with a deferred ephemeral
 //! response, then decided; the outcome replaces the deferred answer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -27,6 +26,7 @@ use tracing::{debug, warn};
 
 use super::DiscordChat;
 use super::interaction::{self, PONG, Parsed};
+use crate::chat::cache::Remembered;
 use crate::chat::click::ClickContext;
 use crate::metrics::ChatReason;
 
@@ -38,7 +38,8 @@ struct Endpoint {
     chat: Arc<DiscordChat>,
     key: UnparsedPublicKey<Vec<u8>>,
     ctx: ClickContext,
-    seen: Mutex<HashMap<String, Instant>>,
+    /// Interaction ids seen, kept for twice the window.
+    seen: Remembered<()>,
 }
 
 /// Why a request was refused (the metrics label).
@@ -83,7 +84,7 @@ pub fn routes(chat: Arc<DiscordChat>, public_key: Vec<u8>, ctx: ClickContext) ->
         chat,
         key: UnparsedPublicKey::new(&ED25519, public_key),
         ctx,
-        seen: Mutex::default(),
+        seen: Remembered::new(WINDOW * 2),
     });
     Router::new().route(PATH, post(handle)).with_state(state)
 }
@@ -129,18 +130,7 @@ async fn handle(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, body: Bytes
 impl Endpoint {
     /// Remembers `id` for the window; false when it was seen already.
     fn first_time(&self, id: &str) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let keep = WINDOW * 2;
-        if seen.len() > 10_000 {
-            seen.retain(|_, at| at.elapsed() < keep);
-        }
-        match seen.get(id) {
-            Some(at) if at.elapsed() < keep => false,
-            _ => {
-                seen.insert(id.to_string(), Instant::now());
-                true
-            }
-        }
+        self.seen.get_or_make(id, || ()).1
     }
 }
 
