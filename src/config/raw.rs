@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 
 use super::{
     ChatConfig, Config, ConnectionMode, DEFAULT_DISCORD_API, DEFAULT_SLACK_API, Format, HttpConfig, IdentitySource,
-    LogConfig, LogOutput, PluginConfig, RoleRecipients, RoutingConfig, Secret, TeleportConfig, Token, parse_duration,
+    LogConfig, LogOutput, PluginConfig, RoleRecipients, RoutingConfig, TeleportConfig, Token, parse_duration,
 };
 use crate::identity::source::IdentityFiles;
 
@@ -232,16 +232,11 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 /// A token value; one starting with `/` names a file. With `read_files`,
 /// the file is read now so a problem is reported with the others.
 fn token(key: &str, v: &Option<String>, read_files: bool, chk: &mut Check) -> Option<Token> {
-    let Some(v) = non_empty(v) else {
+    if non_empty(v).is_none() {
         chk.problem(format!("{key} is required: set the bot token, or a path to a file holding it (a value starting with /)"));
         return None;
-    };
-    let t = if v.starts_with('/') { Token::File(PathBuf::from(v)) } else { Token::Inline(Secret::new(v)) };
-    if read_files && let Err(e) = t.resolve() {
-        chk.problem(format!("{key}: {e}"));
-        return None;
     }
-    Some(t)
+    review::optional_secret(key, v, read_files, chk)
 }
 
 fn url(key: &str, v: Option<&str>, default: &str, chk: &mut Check) -> String {
