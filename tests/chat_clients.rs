@@ -292,6 +292,39 @@ async fn slack_post_update_reply_react_and_find_again() {
     assert!(e.message.contains("does not exist"), "{}", e.message);
 }
 
+/// After a burst of uncertain posts, every request looks for its card in the
+/// same channel at once: they share history reads instead of each paging
+/// through `conversations.history` (a Tier 3 method) on its own, and each
+/// still finds its own card, or none.
+#[tokio::test]
+async fn slack_lookups_in_one_channel_share_history_reads() {
+    let sim = slack_sim(SlackSimConfig::default()).await;
+    let chat = std::sync::Arc::new(slack(&sim));
+    let since = SystemTime::now();
+    let by_id = Target("C0ACCESS01".into());
+    let views: Vec<RequestView> = (0..40).map(|i| view(&format!("req-{i}"))).collect();
+    let mut posted = Vec::new();
+    for v in views.iter().take(30) {
+        posted.push(chat.post(&by_id, Content::Card(v)).await.unwrap());
+    }
+    sim.clear_calls();
+    let lookups = views.iter().map(|v| {
+        let (chat, by_id, marker) = (chat.clone(), by_id.clone(), Content::Card(v).marker());
+        tokio::spawn(async move { chat.find_posted(Place::Target(&by_id), &marker, since).await.unwrap() })
+    });
+    let found: Vec<_> = futures::future::join_all(lookups).await.into_iter().map(Result::unwrap).collect();
+    for (i, f) in found.iter().enumerate() {
+        assert_eq!(f.as_ref(), posted.get(i), "lookup {i}");
+    }
+    let reads = sim.calls().iter().filter(|c| c.endpoint == "conversations.history").count();
+    assert!(reads <= 2, "40 lookups, {reads} history reads");
+    // A lookup asked after a read began never uses it: a card posted since
+    // is found.
+    let late = chat.post(&by_id, Content::Card(&views[35])).await.unwrap();
+    let marker = Content::Card(&views[35]).marker();
+    assert_eq!(chat.find_posted(Place::Target(&by_id), &marker, since).await.unwrap(), Some(late));
+}
+
 #[tokio::test]
 async fn slack_dms_by_email_are_cached_and_found_after_a_restart() {
     let sim = slack_sim(SlackSimConfig::default()).await;

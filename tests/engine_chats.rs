@@ -162,7 +162,8 @@ fn restart_mid_burst_with(which: &'static str, edit: impl Fn(String) -> String) 
         .await;
         let counts = sim.card_counts();
         assert!(done, "{which}: missing {}", ids.iter().filter(|id| !counts.contains_key(*id)).count());
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Past the first instance's claim leases: its interrupted posts are retried only then.
+        assert!(common::wait_idle(&[&second], Duration::from_secs(60)).await, "{which}: idle");
         let counts = sim.card_counts();
         let dups: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
         assert!(dups.is_empty(), "{which}: duplicated cards {dups:?}");
@@ -259,7 +260,7 @@ async fn two_instances(which: &str) {
     env.sim.approve(&ids[0], "ok");
     assert!(eventually(Duration::from_secs(10), || sim.cards(&ids[0])[0].text.contains("APPROVED")).await);
     assert!(eventually(Duration::from_secs(10), || sim.messages().iter().any(|m| m.request == ids[0] && m.kind == "notice")).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(common::wait_idle(&[&a, &b], Duration::from_secs(30)).await, "{which}: idle");
     assert!(sim.card_counts().values().all(|n| *n == 1), "{which}: {:?}", sim.card_counts());
     let notices = sim.messages().iter().filter(|m| m.request == ids[0] && m.kind == "notice").count();
     assert_eq!(notices, 1, "{which}: one notice");

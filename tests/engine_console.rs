@@ -60,7 +60,7 @@ async fn lifecycle_post_review_approve_expire() {
     // Expiry of a resolved request keeps its resolution.
     let before = text(&out).len();
     env.sim.expire(req.id());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(common::wait_idle(&[&running], Duration::from_secs(10)).await);
     assert!(!text(&out)[before..].contains("EXPIRED"));
 
     // An open request that is deleted shows EXPIRED.
@@ -99,7 +99,7 @@ async fn resolved_requests_never_posted_are_skipped_and_plugin_data_of_others_is
     let (console, out) = ConsoleChat::buffered();
     let running = launch(&env.config(CONSOLE), vec![Arc::new(console) as Arc<dyn Chat>], Extras::default()).await.unwrap();
     assert!(eventually(Duration::from_secs(10), || text(&out).contains(&format!("ID: {}", fresh.id()))).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(common::wait_idle(&[&running], Duration::from_secs(10)).await);
     let o = text(&out);
     assert!(!o.contains(resolved.id()), "{o}");
     assert!(!o.contains(&format!("post to #access (card)\n    You have a new Role Request:\n    ID: {}", taken.id())), "{o}");
@@ -166,8 +166,8 @@ async fn monitoring_rules_with_traits_and_schedules_route_requests() {
     let bob = env.sim.request("bob@example.com", &["dev"], "");
     let all = [&in_hours, &after_hours, &alice, &bob];
     assert!(eventually(Duration::from_secs(10), || all.iter().all(|r| !posted_to(r.id()).is_empty())).await, "{}", text(&out));
-    // Give a wrong extra post the chance to show up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until nothing is left to do: a wrong extra post would be out by then.
+    assert!(common::wait_idle(&[&running], Duration::from_secs(10)).await);
     assert_eq!(posted_to(in_hours.id()), vec!["#office"], "{}", text(&out));
     assert_eq!(posted_to(after_hours.id()), vec!["#access"], "outside the schedule: static routing");
     assert_eq!(posted_to(alice.id()), vec!["#payments"]);
@@ -178,7 +178,7 @@ async fn monitoring_rules_with_traits_and_schedules_route_requests() {
     env.sim.deny_user_reads(true);
     let denied = env.sim.request("alice@example.com", &["dev"], "");
     assert!(eventually(Duration::from_secs(10), || !posted_to(denied.id()).is_empty()).await, "{}", text(&out));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(common::wait_idle(&[&running], Duration::from_secs(10)).await);
     assert_eq!(posted_to(denied.id()), vec!["#access", "#dev"]);
     assert!(running.stop(Duration::from_secs(5)).await);
 }
@@ -230,11 +230,11 @@ async fn monitoring_rules_on_resource_labels_route_resource_requests() {
     };
     let settle = |ids: &[&str]| {
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-        let (posted_to, out) = (&posted_to, &out);
+        let (posted_to, out, running) = (&posted_to, &out, &running);
         async move {
             assert!(eventually(Duration::from_secs(10), || ids.iter().all(|id| !posted_to(id).is_empty())).await, "{}", text(&out));
-            // Give a wrong extra post the chance to show up.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Until nothing is left to do: a wrong extra post would be out by then.
+            assert!(common::wait_idle(&[running], Duration::from_secs(10)).await);
         }
     };
 

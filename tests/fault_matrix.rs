@@ -29,39 +29,29 @@ fn exactly_once(scenario: &str, ids: &[String], counts: &HashMap<String, usize>)
     assert_eq!((lost, dup), (0, 0), "{scenario}: lost {lost}, duplicated {dup}");
 }
 
-/// Waits until every id has a card (or the timeout), then lets stragglers land.
-/// For plugins running as separate processes, whose work queue cannot be seen.
-async fn settle(sim: &Sim, ids: &[String], timeout: Duration) -> HashMap<String, usize> {
+/// Waits until every id has a card (or the timeout).
+async fn all_posted(sim: &Sim, ids: &[String], timeout: Duration) {
     eventually(timeout, || {
         let c = sim.card_counts();
         ids.iter().all(|id| c.contains_key(id))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Waits until every id has a card, then until every plugin process reports
+/// no work in progress on `/metrics` (see [`common::wait_idle_metrics`]).
+async fn settle(sim: &Sim, metrics: &[String], ids: &[String], timeout: Duration) -> HashMap<String, usize> {
+    all_posted(sim, ids, timeout).await;
+    assert!(common::wait_idle_metrics(metrics, timeout).await, "the plugin processes went idle");
     sim.card_counts()
 }
 
 /// Waits until every id has a card, then until every plugin has nothing
-/// queued, running or waiting for a retry (for a while, so a retry that was
-/// about to be scheduled is seen): only then can no later retry add a
-/// duplicate.
+/// queued, running or waiting for a retry (see [`common::wait_idle`]): only
+/// then can no later retry add a duplicate.
 async fn settle_idle(sim: &Sim, plugins: &[&Running], ids: &[String], timeout: Duration) -> HashMap<String, usize> {
-    eventually(timeout, || {
-        let c = sim.card_counts();
-        ids.iter().all(|id| c.contains_key(id))
-    })
-    .await;
-    let mut idle_since = None;
-    eventually(timeout, || {
-        if plugins.iter().all(|p| p.active() == 0) {
-            let since = *idle_since.get_or_insert_with(std::time::Instant::now);
-            since.elapsed() >= Duration::from_millis(500)
-        } else {
-            idle_since = None;
-            false
-        }
-    })
-    .await;
+    all_posted(sim, ids, timeout).await;
+    assert!(common::wait_idle(plugins, timeout).await, "the plugins went idle");
     sim.card_counts()
 }
 
@@ -381,6 +371,13 @@ async fn two_replicas() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_teleport-plugin");
 
+/// `text` with the health and metrics listener on a free loopback port, and
+/// that `host:port`.
+fn with_metrics(text: &str) -> (String, String) {
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    (text.replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"{addr}\"\n")), addr)
+}
+
 fn spawn(config: &str) -> Child {
     Command::new(BIN).args(["start", "--config", config]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
 }
@@ -389,7 +386,7 @@ fn spawn(config: &str) -> Child {
 async fn kill_9_mid_broadcast_then_restart() {
     let env = Env::new().await;
     let sim = Sim::start("slack").await;
-    let text = env.config_text(&format!("{}[plugin]\ninstance_id = \"killed\"\nconcurrency = 16\n", sim.section()));
+    let (text, metrics) = with_metrics(&env.config_text(&format!("{}[plugin]\ninstance_id = \"killed\"\nconcurrency = 16\n", sim.section())));
     let path = env.dir.path().join("slack.toml");
     std::fs::write(&path, text).unwrap();
     let path = path.display().to_string();
@@ -403,7 +400,7 @@ async fn kill_9_mid_broadcast_then_restart() {
     let interrupted = ids.iter().filter(|id| env.sim.plugin_data(id, "slack").is_some_and(|d| d.contains_key("notify_pending"))).count();
     println!("kill -9 left {interrupted} requests mid-broadcast");
     let mut child = spawn(&path);
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    let counts = settle(&sim, &[metrics], &ids, Duration::from_secs(60)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     exactly_once("kill -9 mid-broadcast then restart", &ids, &counts);
@@ -420,12 +417,13 @@ async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
     let sim = Sim::start("slack").await;
     let lease = Duration::from_secs(2);
     let write = |id: &str| {
-        let text = env.config_text(&format!("{}[plugin]\ninstance_id = \"{id}\"\nclaim_lease = \"2s\"\nconcurrency = 16\n", sim.section()));
+        let (text, metrics) =
+            with_metrics(&env.config_text(&format!("{}[plugin]\ninstance_id = \"{id}\"\nclaim_lease = \"2s\"\nconcurrency = 16\n", sim.section())));
         let path = env.dir.path().join(format!("{id}.toml"));
         std::fs::write(&path, text).unwrap();
-        path.display().to_string()
+        (path.display().to_string(), metrics)
     };
-    let (a, b) = (write("replica-a"), write("replica-b"));
+    let ((a, _), (b, survivor)) = (write("replica-a"), write("replica-b"));
     let mut first = spawn(&a);
     let mut second = spawn(&b);
     sim.core().set_response_delay(Duration::from_millis(40));
@@ -442,7 +440,9 @@ async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
         })
         .count();
     sim.core().set_response_delay(Duration::ZERO);
-    let counts = settle(&sim, &ids, Duration::from_secs(60)).await;
+    // The survivor is busy until the dead replica's leases run out and it
+    // has finished what they covered.
+    let counts = settle(&sim, &[survivor], &ids, Duration::from_secs(60)).await;
     exactly_once("replica killed mid-broadcast", &ids, &counts);
     // A late takeover would post again only after another lease: look again.
     tokio::time::sleep(lease * 2).await;

@@ -402,7 +402,7 @@ async fn a_huge_request_is_posted_to_slack_within_limits() {
         "the known suggested reviewer got the card"
     );
     // Reviewers that are not emails were never used as a channel or looked up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(common::wait_idle(&[&running], Duration::from_secs(30)).await, "idle");
     for call in sim.core().calls() {
         let body = call.body.to_string();
         for bad in invalid

@@ -117,7 +117,7 @@ async fn secret_rotation_mid_burst_loses_and_duplicates_nothing() {
         eventually(Duration::from_secs(20), || { let c = cards(&text(&out)); ids.iter().all(|id| c.contains_key(id)) }).await,
         "every request posted"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(common::wait_idle(&[&plugin.running], Duration::from_secs(20)).await, "idle after the burst");
     let counts = cards(&text(&out));
     assert!(ids.iter().all(|id| counts[id] == 1), "no duplicates: {:?}", counts.values().filter(|n| **n != 1).count());
     assert!(eventually(Duration::from_secs(10), || plugin.running.watch_stats.rotations.load(std::sync::atomic::Ordering::Relaxed) == 1).await);
@@ -229,7 +229,7 @@ async fn route_resources_reroute_live_and_report_status() {
     let muted = env.sim.request("carol", &["auditor"], "");
     let loud = env.sim.request("dave", &["qa"], "");
     assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).contains_key(loud.id())).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(common::wait_idle(&[&plugin.running], Duration::from_secs(10)).await);
     assert!(!cards(&text(&out)).contains_key(muted.id()));
 
     // Watches dropped and history compacted: the route watcher re-lists and
@@ -253,10 +253,20 @@ async fn route_resources_reroute_live_and_report_status() {
     assert!(eventually(Duration::from_secs(10), || text(&out).contains("post to #crd-relisted (card)")).await, "{}", text(&out));
 
     // Deleting the route falls back to static routing.
+    let loaded = || {
+        let source = teleport_plugin::metrics::SourceLabel { source: "access_request_routes".into() };
+        plugin.running.metrics.routes.get_or_create(&source).get()
+    };
+    let before = loaded();
     kube.delete_json(&format!("{PLURAL}.{GROUP}"), NS, "dev").unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(eventually(Duration::from_secs(10), || loaded() < before).await, "the deletion was applied");
     let later = env.sim.request("erin", &["dev-x"], "");
     assert!(eventually(Duration::from_secs(10), || cards(&text(&out)).get(later.id()) == Some(&1)).await, "{}", text(&out));
+    assert!(common::wait_idle(&[&plugin.running], Duration::from_secs(10)).await);
+    let o = text(&out);
+    let posted_to: Vec<&str> = o.lines().zip(o.lines().skip(2)).filter(|(_, id)| id.trim() == format!("ID: {}", later.id())).map(|(head, _)| head).collect();
+    assert_eq!(posted_to.len(), 1, "{o}");
+    assert!(posted_to[0].contains("post to #access (card)"), "static routing: {o}");
     plugin.stop.cancel();
     plugin.running.stop(Duration::from_secs(5)).await;
 }

@@ -15,6 +15,7 @@ pub mod fields;
 pub mod gate;
 pub mod http;
 pub mod mattermost;
+pub mod shared_reads;
 pub mod slack;
 pub mod text;
 pub mod view;

@@ -85,6 +85,66 @@ pub fn review_rules(sim: &TeleportSim, reviewers: &[(&str, &str, &str)]) {
     }
 }
 
+/// How long a plugin must stay idle before a test concludes nothing more
+/// will arrive. `Running::active` counts work queued, running or waiting for
+/// a retry (a backoff or another replica's claim lease), so an unbroken quiet
+/// spell means no later retry or takeover can still add a message.
+pub const QUIET: Duration = Duration::from_millis(500);
+
+/// Waits until every plugin has had no work in progress for [`QUIET`] in a
+/// row; false when `timeout` passes first.
+pub async fn wait_idle(plugins: &[&teleport_plugin::app::Running], timeout: Duration) -> bool {
+    let mut idle_since: Option<std::time::Instant> = None;
+    eventually(timeout, || {
+        if plugins.iter().all(|p| p.active() == 0) {
+            idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= QUIET
+        } else {
+            idle_since = None;
+            false
+        }
+    })
+    .await
+}
+
+/// [`wait_idle`] for plugins running as their own processes: reads the
+/// `teleport_plugin_requests_tracked` gauges (the same count) from each
+/// process's `/metrics` at `addrs` (`host:port`). A process that does not
+/// answer counts as busy.
+pub async fn wait_idle_metrics(addrs: &[String], timeout: Duration) -> bool {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut idle_since: Option<std::time::Instant> = None;
+    while tokio::time::Instant::now() < deadline {
+        let mut idle = true;
+        for addr in addrs {
+            idle &= match client.get(format!("http://{addr}/metrics")).send().await {
+                Ok(r) => r.text().await.is_ok_and(|t| tracked(&t) == Some(0)),
+                Err(_) => false,
+            };
+        }
+        if idle {
+            if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= QUIET {
+                return true;
+            }
+        } else {
+            idle_since = None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Sum of the `requests_tracked` gauges in a Prometheus text page; `None`
+/// before any pipeline has published one.
+fn tracked(page: &str) -> Option<i64> {
+    let values: Vec<i64> = page
+        .lines()
+        .filter(|l| l.starts_with("teleport_plugin_requests_tracked{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// Polls `f` until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;

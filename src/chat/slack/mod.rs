@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::cache::TtlCache;
+use super::shared_reads::SharedReads;
 use super::click::{Click, ClickSender, decide};
 use super::http::{self, Api, ClientOptions, Http, Idempotency, Reply, Request, Verdict};
 use super::text::looks_like_email;
@@ -54,6 +55,9 @@ pub struct SlackChat {
     /// (`hooks.slack.com` under `slack.com`), so the bot never posts to a
     /// host it was not configured for.
     api_host: String,
+    /// The bot's recent messages per channel, read once for all the
+    /// lookups waiting at the time.
+    history: SharedReads<String, Vec<Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +103,7 @@ impl SlackChat {
             bot: Mutex::new(None),
             hooks,
             api_host,
+            history: SharedReads::default(),
         })
     }
 
@@ -340,6 +345,40 @@ impl SlackChat {
         marker: &Marker,
         skip_ts: Option<&str>,
     ) -> Result<Option<MessageRef>, ChatError> {
+        let mut found = None;
+        self.walk_ours(method, base, channel, |m, ts| {
+            if Some(ts) != skip_ts && render::has_marker(m, marker) {
+                found = Some(MessageRef { channel_id: channel.to_string(), message_id: ts.to_string() });
+            }
+            found.is_some()
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// The bot's own messages in `channel` since `from` (µs since the
+    /// epoch), newest first, up to [`MAX_PAGES`] pages.
+    async fn history_since(&self, channel: &str, from: u64) -> Result<Vec<Value>, ChatError> {
+        let oldest = format!("{}.{:06}", from / 1_000_000, from % 1_000_000);
+        let q = vec![("channel", channel.to_string()), ("oldest", oldest), ("inclusive", "true".into())];
+        let mut ours = Vec::new();
+        self.walk_ours("conversations.history", q, channel, |m, _| {
+            ours.push(m.clone());
+            false
+        })
+        .await?;
+        Ok(ours)
+    }
+
+    /// Pages through `method`, handing each message the bot wrote (and
+    /// its `ts`) to `visit` until it returns true or the pages run out.
+    async fn walk_ours(
+        &self,
+        method: &'static str,
+        base: Vec<(&'static str, String)>,
+        channel: &str,
+        mut visit: impl FnMut(&Value, &str) -> bool,
+    ) -> Result<(), ChatError> {
         let bot = self.bot().await?;
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -353,11 +392,8 @@ impl SlackChat {
             for m in v["messages"].as_array().into_iter().flatten() {
                 let ts = m["ts"].as_str().unwrap_or_default();
                 let ours = m["user"] == bot.user_id.as_str() || m["bot_id"] == bot.bot_id.as_str();
-                if ours && Some(ts) != skip_ts && !ts.is_empty() && render::has_marker(m, marker) {
-                    return Ok(Some(MessageRef {
-                        channel_id: channel.to_string(),
-                        message_id: ts.to_string(),
-                    }));
+                if ours && !ts.is_empty() && visit(m, ts) {
+                    return Ok(());
                 }
             }
             cursor = v["response_metadata"]["next_cursor"]
@@ -365,10 +401,10 @@ impl SlackChat {
                 .filter(|c| !c.is_empty())
                 .map(str::to_string);
             if v["has_more"] != true || cursor.is_none() {
-                return Ok(None);
+                return Ok(());
             }
         }
-        Ok(None)
+        Ok(())
     }
 }
 
@@ -411,6 +447,10 @@ fn slack_id_kind(s: &str) -> Option<char> {
 fn slack_ts(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
 #[async_trait::async_trait]
@@ -550,14 +590,16 @@ impl Chat for SlackChat {
         let oldest = slack_ts(since.checked_sub(Duration::from_secs(1)).unwrap_or(since));
         match place {
             Place::Target(target) => {
+                // Lookups of one channel share a history read (see
+                // `shared_reads`): after a burst of uncertain posts they would
+                // otherwise queue behind the method's rate limit for minutes.
                 let channel = self.channel_id(target).await?;
-                let q = vec![
-                    ("channel", channel.clone()),
-                    ("oldest", oldest),
-                    ("inclusive", "true".into()),
-                ];
-                self.scan("conversations.history", q, &channel, marker, None)
-                    .await
+                let from = unix_micros(since.checked_sub(Duration::from_secs(1)).unwrap_or(since));
+                let ours = self.history.read(&channel, from, |from| self.history_since(&channel, from)).await?;
+                Ok(ours.iter().find(|m| render::has_marker(m, marker)).map(|m| MessageRef {
+                    channel_id: channel.clone(),
+                    message_id: m["ts"].as_str().unwrap_or_default().to_string(),
+                }))
             }
             Place::Thread(parent) => {
                 let q = vec![
