@@ -552,14 +552,18 @@ async fn plugin_data_writes_applied_then_the_connection_dies() {
 // ---- repeated and reordered watch events ------------------------------------------
 
 /// The watch stream sends some Puts twice and some after newer states of
-/// their request (PENDING with one review after the resolution with two).
+/// their request (PENDING with one review after the resolution with two,
+/// once the resolution was handled).
 /// Cards must end in the request's true final state, with every review
 /// shown (Discord) or replied to once (Slack threads), one requester notice
 /// each and one card each.
 async fn disordered_watch_on(which: &str) {
     use teleport_plugin_sim::teleport::WatchDisorder;
     let env = Env::new().await;
-    env.sim.set_watch_disorder(Some(WatchDisorder { duplicate_every: 3, reorder_every: 2, reorder_depth: 2 }));
+    // Every second Put is held back for 500 ms: long enough for the newer
+    // states that overtake it to be acted on first.
+    let disorder = WatchDisorder { duplicate_every: 3, reorder_every: 2, reorder_delay: Duration::from_millis(500) };
+    env.sim.set_watch_disorder(Some(disorder));
     let sim = Sim::start(which).await;
     let running = common::start_plugin(&env, &sim, "[plugin]\ninstance_id = \"matrix\"\n").await;
     let ids: Vec<String> = (0..20).map(|_| env.sim.request("alice@example.com", &["editor"], "disorder").id().to_string()).collect();

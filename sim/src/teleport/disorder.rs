@@ -1,12 +1,12 @@
 //! A watch stream that repeats and reorders access-request Puts: some are
-//! sent twice, some are held back and delivered after newer events of the
-//! same request (an older state of a request after a newer one, e.g.
-//! PENDING with one review after APPROVED with two). A consumer must treat
+//! sent twice, some are held back for a while and newer events of the same
+//! request overtake them, so an older state of a request arrives after a
+//! newer one (e.g. PENDING with one review after APPROVED with two), late
+//! enough that the newer one was already acted on. A consumer must treat
 //! events as hints about a request's state, never as a log to replay.
 //!
 //! Deletes are never reordered: a Put held back is released just before the
-//! Delete of its request. A held Put whose request sees no newer event is
-//! released, in order, after [`HOLD_LIMIT`].
+//! Delete of its request.
 
 use std::time::{Duration, Instant};
 
@@ -14,19 +14,15 @@ use teleport_plugin_proto::proto;
 
 use crate::access::AccessRequestExt;
 
-/// Longest time a Put is held back waiting for newer events to overtake it.
-pub const HOLD_LIMIT: Duration = Duration::from_millis(500);
-
 /// How watch streams opened from now on misbehave (every number is "every
 /// n-th access-request Put of the stream"; 0 turns that part off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WatchDisorder {
     /// This Put is sent twice in a row.
     pub duplicate_every: u64,
-    /// This Put is held back until `reorder_depth` newer events of the same
-    /// request were sent (at least 1).
+    /// This Put is held back for `reorder_delay` while later events pass.
     pub reorder_every: u64,
-    pub reorder_depth: u32,
+    pub reorder_delay: Duration,
 }
 
 /// What the stream did to an event it sends.
@@ -42,11 +38,9 @@ pub(super) enum Sent {
 struct Held {
     id: String,
     event: proto::Event,
-    /// Newer events of the request still to let through before this one.
-    behind: u32,
     /// A newer event of the request was sent before this one.
     overtaken: bool,
-    since: Instant,
+    until: Instant,
 }
 
 /// Per-stream state of the disorder.
@@ -94,8 +88,8 @@ impl Disorder {
                 let n = self.puts;
                 let already_held = self.held.iter().any(|h| h.id == id);
                 if !already_held && self.cfg.reorder_every > 0 && n % self.cfg.reorder_every == 0 {
-                    let behind = self.cfg.reorder_depth.max(1);
-                    self.held.push(Held { id, event: ev, behind, overtaken: false, since: Instant::now() });
+                    let until = Instant::now() + self.cfg.reorder_delay;
+                    self.held.push(Held { id, event: ev, overtaken: false, until });
                     return out;
                 }
                 let twice = self.cfg.duplicate_every > 0 && n % self.cfg.duplicate_every == 0;
@@ -103,26 +97,22 @@ impl Disorder {
                 if twice {
                     out.push((ev, Sent::Duplicate));
                 }
-                // Held Puts of this request are now one event further behind.
                 for h in self.held.iter_mut().filter(|h| h.id == id) {
-                    h.behind = h.behind.saturating_sub(1);
                     h.overtaken = true;
                 }
-                out.extend(self.release(|h| h.behind == 0));
             }
         }
         out
     }
 
-    /// When the oldest held Put is due for release.
+    /// When the next held Put is due.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.held.iter().map(|h| h.since + HOLD_LIMIT).min()
+        self.held.iter().map(|h| h.until).min()
     }
 
-    /// Held Puts past [`HOLD_LIMIT`] (fewer newer events than asked for
-    /// came).
+    /// Held Puts whose time is up.
     pub(super) fn due(&mut self, now: Instant) -> Vec<(proto::Event, Sent)> {
-        self.release(|h| h.since + HOLD_LIMIT <= now)
+        self.release(|h| h.until <= now)
     }
 
     /// Takes the held Puts `which` selects; those a newer event overtook
@@ -155,23 +145,33 @@ mod tests {
 
     #[test]
     fn a_held_put_comes_after_newer_states_of_its_request() {
-        let mut d = Disorder::new(WatchDisorder { duplicate_every: 0, reorder_every: 2, reorder_depth: 2 });
+        let delay = Duration::from_millis(300);
+        let mut d = Disorder::new(WatchDisorder { duplicate_every: 0, reorder_every: 2, reorder_delay: delay });
         assert_eq!(d.on_event(put("a", 0)).len(), 1);
         assert!(d.on_event(put("a", 1)).is_empty(), "second Put held");
-        // Another request's event does not overtake it.
+        // Newer events pass it: this request's and another's.
         assert_eq!(d.on_event(put("b", 0)).len(), 1);
         assert_eq!(d.on_event(put("a", 2)).iter().map(|(e, _)| reviews(e)).collect::<Vec<_>>(), vec![2]);
-        let out = d.on_event(put("a", 3));
-        assert_eq!(out.iter().map(|(e, s)| (reviews(e), *s)).collect::<Vec<_>>(), vec![(3, Sent::InOrder), (1, Sent::Stale)]);
+        let deadline = d.deadline().expect("held");
+        assert!(d.due(deadline - Duration::from_millis(1)).is_empty());
+        let out = d.due(deadline);
+        assert_eq!(out.iter().map(|(e, s)| (reviews(e), *s)).collect::<Vec<_>>(), vec![(1, Sent::Stale)]);
+        assert!(d.deadline().is_none());
+        // Not overtaken by its own request: released in order.
+        assert_eq!(d.on_event(put("b", 1)).len(), 1);
+        assert!(d.on_event(put("c", 0)).is_empty(), "the sixth Put is held");
+        assert_eq!(d.on_event(put("b", 2)).len(), 1);
+        let deadline = d.deadline().expect("held");
+        assert_eq!(d.due(deadline).iter().map(|(_, s)| *s).collect::<Vec<_>>(), vec![Sent::InOrder]);
     }
 
     #[test]
-    fn duplicates_and_deletes_and_the_hold_limit() {
-        let mut d = Disorder::new(WatchDisorder { duplicate_every: 1, reorder_every: 0, reorder_depth: 0 });
+    fn duplicates_and_deletes() {
+        let mut d = Disorder::new(WatchDisorder { duplicate_every: 1, ..Default::default() });
         let out = d.on_event(put("a", 0));
         assert_eq!(out.iter().map(|(_, s)| *s).collect::<Vec<_>>(), vec![Sent::InOrder, Sent::Duplicate]);
 
-        let mut d = Disorder::new(WatchDisorder { duplicate_every: 0, reorder_every: 1, reorder_depth: 1 });
+        let mut d = Disorder::new(WatchDisorder { reorder_every: 1, reorder_delay: Duration::from_secs(60), ..Default::default() });
         assert!(d.on_event(put("a", 0)).is_empty());
         let delete = proto::Event {
             r#type: proto::Operation::Delete as i32,
@@ -183,18 +183,6 @@ mod tests {
         };
         let out = d.on_event(delete);
         assert_eq!(out.iter().map(|(e, _)| reviews(e)).collect::<Vec<_>>(), vec![0, usize::MAX], "released before the delete");
-
-        assert!(d.on_event(put("b", 0)).is_empty());
-        let deadline = d.deadline().expect("held");
-        assert!(d.due(deadline - Duration::from_millis(1)).is_empty());
-        assert_eq!(d.due(deadline).iter().map(|(_, s)| *s).collect::<Vec<_>>(), vec![Sent::InOrder], "not overtaken");
-
-        // Overtaken by one newer Put of two asked for: stale when its time is up.
-        let mut d = Disorder::new(WatchDisorder { duplicate_every: 0, reorder_every: 1, reorder_depth: 2 });
-        assert!(d.on_event(put("c", 0)).is_empty());
-        assert_eq!(d.on_event(put("c", 1)).len(), 1);
-        let deadline = d.deadline().expect("held");
-        assert_eq!(d.due(deadline).iter().map(|(e, s)| (reviews(e), *s)).collect::<Vec<_>>(), vec![(0, Sent::Stale)]);
         assert!(d.deadline().is_none());
     }
 }
