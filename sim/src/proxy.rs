@@ -350,17 +350,21 @@ where
     let mut auth = TcpStream::connect(ctx.auth_addr).await?;
     auth.set_nodelay(true)?;
     auth.write_all(&recorded).await?;
-    pipe(io, auth, &ctx, outer).await
+    let kill = ctx.tunnels.lock().expect("poisoned").clone();
+    let piped = pipe(io, auth, &ctx, &kill, outer).await;
+    if outer && kill.is_cancelled() {
+        ctx.counters.tunnels_dropped.fetch_add(1, Ordering::SeqCst);
+    }
+    piped
 }
 
 /// Copies bytes both ways until both sides are done, the tunnels are
 /// dropped, or (for an `outer` connection) the idle timeout passes.
-async fn pipe<A, B>(a: A, b: B, ctx: &Ctx, outer: bool) -> io::Result<()>
+async fn pipe<A, B>(a: A, b: B, ctx: &Ctx, kill: &CancellationToken, outer: bool) -> io::Result<()>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let kill = ctx.tunnels.lock().expect("poisoned").clone();
     let idle = if outer { ctx.cfg.idle_timeout } else { None };
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
@@ -370,12 +374,7 @@ where
     while a_open || b_open {
         let idle_at = last + idle.unwrap_or(Duration::from_secs(3600));
         tokio::select! {
-            _ = kill.cancelled() => {
-                if outer {
-                    ctx.counters.tunnels_dropped.fetch_add(1, Ordering::SeqCst);
-                }
-                return Ok(());
-            }
+            _ = kill.cancelled() => return Ok(()),
             _ = tokio::time::sleep_until(idle_at), if idle.is_some() => {
                 ctx.counters.idle_closed.fetch_add(1, Ordering::SeqCst);
                 return Ok(());
@@ -527,10 +526,7 @@ where
         let idle_at = last + idle.unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = ctx.stop.cancelled() => break,
-            _ = kill.cancelled() => {
-                ctx.counters.tunnels_dropped.fetch_add(1, Ordering::SeqCst);
-                break;
-            }
+            _ = kill.cancelled() => break,
             _ = tokio::time::sleep_until(idle_at), if idle.is_some() => {
                 ctx.counters.idle_closed.fetch_add(1, Ordering::SeqCst);
                 break;
@@ -568,6 +564,10 @@ where
                 }
             }
         }
+    }
+    // However the loop saw it first (the cut, or the routed side it ended).
+    if kill.is_cancelled() {
+        ctx.counters.tunnels_dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
 
