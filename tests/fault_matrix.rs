@@ -521,13 +521,13 @@ async fn plugin_data_writes_applied_then_the_connection_dies() {
 
     env.sim.cut_after_apply("UpdatePluginData", CUTS as u32);
     for (i, id) in ids.iter().enumerate() {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             env.sim.approve(id, "ok");
         } else {
             env.sim.deny(id, "no");
         }
     }
-    let want = |i: usize| if i % 2 == 0 { "APPROVED" } else { "DENIED" };
+    let want = |i: usize| if i.is_multiple_of(2) { "APPROVED" } else { "DENIED" };
     let notices = |id: &str| sim.messages().iter().filter(|m| m.request == id && m.kind == "notice").count();
     let finished = eventually(Duration::from_secs(60), || {
         ids.iter().enumerate().all(|(i, id)| sim.cards(id).first().is_some_and(|c| c.text.contains(want(i))) && notices(id) >= 1)
@@ -568,11 +568,11 @@ async fn disordered_watch_on(which: &str) {
     let running = common::start_plugin(&env, &sim, "[plugin]\ninstance_id = \"matrix\"\n").await;
     let ids: Vec<String> = (0..20).map(|_| env.sim.request("alice@example.com", &["editor"], "disorder").id().to_string()).collect();
     assert!(eventually(Duration::from_secs(30), || { let c = sim.card_counts(); ids.iter().all(|id| c.contains_key(id)) }).await, "{which}: cards posted");
-    let want = |i: usize| if i % 2 == 0 { "APPROVED" } else { "DENIED" };
+    let want = |i: usize| if i.is_multiple_of(2) { "APPROVED" } else { "DENIED" };
     for (i, id) in ids.iter().enumerate() {
         env.sim.review(id, "bob@example.com", true, &format!("first look {i}"));
         env.sim.review(id, "carol@example.com", true, &format!("second look {i}"));
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             env.sim.approve(id, "done");
         } else {
             env.sim.deny(id, "done");
@@ -669,7 +669,10 @@ async fn stream_and_tunnels_dropped_through(kind: Front) {
     if kind == Front::L7LoadBalancer {
         assert!(c.upgrades >= 2, "{kind:?}: a new upgrade after the drop: {c:?}");
     }
-    assert!(reconnects(&running) >= 2, "{kind:?}: reconnects: {}", reconnects(&running));
+    // The stream drop is a lost stream; the tunnel cut may land while the
+    // re-opened stream's INIT is still on its way, which counts as a failed
+    // open rather than a lost stream (the INITs above show both landed).
+    assert!(reconnects(&running) >= 1, "{kind:?}: reconnects: {}", reconnects(&running));
     running.stop(Duration::from_secs(5)).await;
 }
 

@@ -87,12 +87,12 @@ impl Disorder {
                 self.puts += 1;
                 let n = self.puts;
                 let already_held = self.held.iter().any(|h| h.id == id);
-                if !already_held && self.cfg.reorder_every > 0 && n % self.cfg.reorder_every == 0 {
+                if !already_held && self.cfg.reorder_every > 0 && n.is_multiple_of(self.cfg.reorder_every) {
                     let until = Instant::now() + self.cfg.reorder_delay;
                     self.held.push(Held { id, event: ev, overtaken: false, until });
                     return out;
                 }
-                let twice = self.cfg.duplicate_every > 0 && n % self.cfg.duplicate_every == 0;
+                let twice = self.cfg.duplicate_every > 0 && n.is_multiple_of(self.cfg.duplicate_every);
                 out.push((ev.clone(), Sent::InOrder));
                 if twice {
                     out.push((ev, Sent::Duplicate));
@@ -118,7 +118,7 @@ impl Disorder {
     /// Takes the held Puts `which` selects; those a newer event overtook
     /// are stale.
     fn release(&mut self, which: impl Fn(&Held) -> bool) -> Vec<(proto::Event, Sent)> {
-        let (out, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held).into_iter().partition(|h| which(h));
+        let (out, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held).into_iter().partition(&which);
         self.held = keep;
         out.into_iter().map(|h| (h.event, if h.overtaken { Sent::Stale } else { Sent::InOrder })).collect()
     }
