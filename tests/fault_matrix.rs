@@ -497,3 +497,270 @@ async fn invalid_route_resource_is_reported_and_changes_nothing_else() {
     stop.cancel();
     running.stop(Duration::from_secs(5)).await;
 }
+
+// ---- answers lost after the call was applied --------------------------------------
+
+/// Auth applies a plugin-data write, then the connection dies before the
+/// answer: the plugin sees a transport error for a write that landed (and
+/// its watch stream goes down with the connection). Retrying must not post
+/// a second card, lose one, or loop on the compare-and-swap mismatch its
+/// own landed write causes; resolutions written the same way must end in
+/// the right state with one requester notice each.
+#[tokio::test]
+async fn plugin_data_writes_applied_then_the_connection_dies() {
+    let env = Env::new().await;
+    let sim = Sim::start("slack").await;
+    let running = start(&env, &sim, "").await;
+    const CUTS: u64 = 10;
+    // Requests by a chat user, so each resolution also owes a notice.
+    let ids: Vec<String> = (0..30).map(|_| env.sim.request("alice@example.com", &["editor"], "cut").id().to_string()).collect();
+    env.sim.cut_after_apply("UpdatePluginData", CUTS as u32);
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(60)).await;
+    exactly_once("plugin data writes applied, answer lost", &ids, &counts);
+    assert_eq!(env.sim.cut_calls("UpdatePluginData"), CUTS, "every cut landed on an applied write");
+
+    env.sim.cut_after_apply("UpdatePluginData", CUTS as u32);
+    for (i, id) in ids.iter().enumerate() {
+        if i.is_multiple_of(2) {
+            env.sim.approve(id, "ok");
+        } else {
+            env.sim.deny(id, "no");
+        }
+    }
+    let want = |i: usize| if i.is_multiple_of(2) { "APPROVED" } else { "DENIED" };
+    let notices = |id: &str| sim.messages().iter().filter(|m| m.request == id && m.kind == "notice").count();
+    let finished = eventually(Duration::from_secs(60), || {
+        ids.iter().enumerate().all(|(i, id)| sim.cards(id).first().is_some_and(|c| c.text.contains(want(i))) && notices(id) >= 1)
+    })
+    .await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
+    assert!(finished, "every card shows its resolution and every requester was told");
+    exactly_once("resolutions applied, answer lost", &ids, &counts);
+    assert_eq!(env.sim.cut_calls("UpdatePluginData"), 2 * CUTS, "every cut landed on an applied write");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(notices(id), 1, "{id}: one requester notice");
+        let data = env.sim.plugin_data(id, "slack").expect("record");
+        assert_eq!(data.get("resolution").map(String::as_str), Some(want(i)), "{id}: {data:?}");
+        // Not stuck: nothing left pending and the claim given up.
+        assert!(!data.contains_key("notify_pending") && !data.contains_key("notify_owner"), "{id}: {data:?}");
+    }
+    assert_eq!(running.active(), 0, "nothing left queued or retrying");
+    assert!(running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1, "the cuts took the stream down");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+// ---- repeated and reordered watch events ------------------------------------------
+
+/// The watch stream sends some Puts twice and some after newer states of
+/// their request (PENDING with one review after the resolution with two,
+/// once the resolution was handled).
+/// Cards must end in the request's true final state, with every review
+/// shown (Discord) or replied to once (Slack threads), one requester notice
+/// each and one card each.
+async fn disordered_watch_on(which: &str) {
+    use teleport_plugin_sim::teleport::WatchDisorder;
+    let env = Env::new().await;
+    // Every second Put is held back for 500 ms: long enough for the newer
+    // states that overtake it to be acted on first.
+    let disorder = WatchDisorder { duplicate_every: 3, reorder_every: 2, reorder_delay: Duration::from_millis(500) };
+    env.sim.set_watch_disorder(Some(disorder));
+    let sim = Sim::start(which).await;
+    let running = common::start_plugin(&env, &sim, "[plugin]\ninstance_id = \"matrix\"\n").await;
+    let ids: Vec<String> = (0..20).map(|_| env.sim.request("alice@example.com", &["editor"], "disorder").id().to_string()).collect();
+    assert!(eventually(Duration::from_secs(30), || { let c = sim.card_counts(); ids.iter().all(|id| c.contains_key(id)) }).await, "{which}: cards posted");
+    let want = |i: usize| if i.is_multiple_of(2) { "APPROVED" } else { "DENIED" };
+    for (i, id) in ids.iter().enumerate() {
+        env.sim.review(id, "bob@example.com", true, &format!("first look {i}"));
+        env.sim.review(id, "carol@example.com", true, &format!("second look {i}"));
+        if i.is_multiple_of(2) {
+            env.sim.approve(id, "done");
+        } else {
+            env.sim.deny(id, "done");
+        }
+    }
+    let of_kind = |id: &str, kind: &str| sim.messages().iter().filter(|m| m.request == id && m.kind == kind).count();
+    let shows_all = |i: usize, id: &str| {
+        sim.cards(id).first().is_some_and(|c| {
+            c.text.contains(want(i)) && (which != "discord" || (c.text.contains(&format!("first look {i}")) && c.text.contains(&format!("second look {i}"))))
+        })
+    };
+    eventually(Duration::from_secs(30), || ids.iter().enumerate().all(|(i, id)| shows_all(i, id) && of_kind(id, "notice") >= 1)).await;
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
+    exactly_once(&format!("{which}: repeated and reordered Puts"), &ids, &counts);
+    for (i, id) in ids.iter().enumerate() {
+        let card = &sim.cards(id)[0];
+        assert!(shows_all(i, id) && !card.text.contains("PENDING"), "{which}: {id} must show {} and both reviews: {}", want(i), card.text);
+        assert_eq!(of_kind(id, "notice"), 1, "{which}: {id}: one requester notice");
+        if which != "discord" {
+            assert_eq!((of_kind(id, "review-0"), of_kind(id, "review-1")), (1, 1), "{which}: {id}: one thread reply per review");
+        }
+    }
+    let (duplicated, stale) = env.sim.disorder_counts();
+    println!("{which}: {duplicated} Puts sent twice, {stale} sent after newer states");
+    assert!(duplicated >= 10 && stale >= 10, "{which}: the disorder landed: {duplicated} duplicated, {stale} stale");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn repeated_and_reordered_puts_with_slack() {
+    disordered_watch_on("slack").await;
+}
+
+#[tokio::test]
+async fn repeated_and_reordered_puts_with_discord() {
+    disordered_watch_on("discord").await;
+}
+
+// ---- through a Proxy: tunnels dropped, Auth away, idle tunnels ----------------------
+
+use teleport_plugin_sim::proxy::{Front, ProxySim, ProxySimConfig};
+
+async fn front(env: &Env, front: Front, idle_timeout: Option<Duration>) -> ProxySim {
+    let cfg = ProxySimConfig { front, idle_timeout, ..ProxySimConfig::default() };
+    ProxySim::start(&env.sim, cfg).await.expect("proxy starts")
+}
+
+/// The plugin with `teleport.addr` = the front's address (trusting its web
+/// CA), reaching Auth through it.
+async fn start_through(env: &Env, sim: &Sim, proxy: &ProxySim) -> Running {
+    let ca = env.dir.path().join(format!("web-ca-{}.pem", proxy.addr().port()));
+    std::fs::write(&ca, proxy.web_ca_pem()).unwrap();
+    let text = env.config_text(&format!("{}[plugin]\ninstance_id = \"matrix\"\n", sim.section())).replace(
+        &format!("addr = \"{}\"", env.sim.addr()),
+        &format!("addr = \"{}\"\nweb_ca = \"{}\"\nconnection = \"proxy\"", proxy.addr(), ca.display()),
+    );
+    let cfg = teleport_plugin::config::Config::parse(&text, teleport_plugin::config::Format::Toml, "t").unwrap();
+    let chat = SlackChat::with_options(&slack(sim).base_url(), Secret::new("xoxb-sim-token"), quick()).unwrap();
+    let running = launch(&cfg, vec![Arc::new(chat) as Arc<dyn Chat>], Extras::default()).await.expect("launch");
+    let path = if proxy_kind(proxy) == Front::L7LoadBalancer { "WebSocket connection upgrade" } else { "TLS routing" };
+    assert!(running.path.contains(path), "{}", running.path);
+    assert!(running.ready(Duration::from_secs(10)).await);
+    running
+}
+
+fn proxy_kind(proxy: &ProxySim) -> Front {
+    proxy.config().front
+}
+
+fn reconnects(running: &Running) -> u64 {
+    running.watch_stats.reconnects.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `teleport_stream_dropped_mid_burst` through a front: the watch stream is
+/// dropped at Auth, then every tunnel is cut at the front.
+async fn stream_and_tunnels_dropped_through(kind: Front) {
+    let env = Env::new().await;
+    let proxy = front(&env, kind, None).await;
+    let sim = Sim::start("slack").await;
+    let running = start_through(&env, &sim, &proxy).await;
+    let mut ids = burst(&env, 40, "a");
+    env.sim.drop_streams();
+    assert!(env.sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 2).await, "{kind:?}: stream re-opened");
+    ids.extend(burst(&env, 40, "b"));
+    let routes = proxy.counts().auth_routes;
+    proxy.drop_tunnels();
+    assert!(env.sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 3).await, "{kind:?}: reconnected");
+    ids.extend(burst(&env, 40, "c"));
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
+    exactly_once(&format!("{kind:?}: stream dropped, then every tunnel"), &ids, &counts);
+    let c = proxy.counts();
+    assert!(c.tunnels_dropped >= 1, "{kind:?}: the drop landed: {c:?}");
+    assert!(c.auth_routes > routes, "{kind:?}: re-dialled through the front: {c:?}");
+    if kind == Front::L7LoadBalancer {
+        assert!(c.upgrades >= 2, "{kind:?}: a new upgrade after the drop: {c:?}");
+    }
+    // The stream drop is a lost stream; the tunnel cut may land while the
+    // re-opened stream's INIT is still on its way, which counts as a failed
+    // open rather than a lost stream (the INITs above show both landed).
+    assert!(reconnects(&running) >= 1, "{kind:?}: reconnects: {}", reconnects(&running));
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn stream_and_tunnels_dropped_through_tls_routing() {
+    stream_and_tunnels_dropped_through(Front::Proxy).await;
+}
+
+#[tokio::test]
+async fn stream_and_tunnels_dropped_through_the_l7_load_balancer() {
+    stream_and_tunnels_dropped_through(Front::L7LoadBalancer).await;
+}
+
+/// `auth_unreachable_for_30_seconds` through a front (10 s here): the front
+/// stays up, Auth behind it refuses connections while requests keep coming.
+async fn auth_unreachable_through(kind: Front) {
+    let env = Env::new().await;
+    let proxy = front(&env, kind, None).await;
+    let sim = Sim::start("slack").await;
+    let running = start_through(&env, &sim, &proxy).await;
+    let mut ids = burst(&env, 20, "before");
+    let routes = proxy.counts().auth_routes;
+    env.sim.refuse_connections_for(Duration::from_secs(10));
+    env.sim.drop_connections();
+    // Requests keep arriving at Auth while the plugin cannot reach it.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ids.extend(burst(&env, 10, "during"));
+    }
+    ids.extend(burst(&env, 20, "after"));
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
+    exactly_once(&format!("{kind:?}: Auth unreachable behind the front"), &ids, &counts);
+    assert!(reconnects(&running) >= 1, "{kind:?}: the stream went down and came back");
+    // Attempts during the outage were routed to an Auth that refused them.
+    let c = proxy.counts();
+    assert!(c.auth_routes >= routes + 2, "{kind:?}: re-dialled through the front during and after the outage: {c:?}");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn auth_unreachable_through_tls_routing() {
+    auth_unreachable_through(Front::Proxy).await;
+}
+
+#[tokio::test]
+async fn auth_unreachable_through_the_l7_load_balancer() {
+    auth_unreachable_through(Front::L7LoadBalancer).await;
+}
+
+/// A front that closes tunnels idle for 1 s. The upgraded tunnel carries
+/// the Proxy's `alpn-ping` pings and the plugin's pongs, so it stays up; a
+/// TLS-routed connection carries nothing between events (the plugin's
+/// HTTP/2 keepalive is a minute, as Teleport's servers demand), so it is
+/// closed and the plugin reconnects. Either way nothing is lost.
+async fn idle_tunnels_through(kind: Front) {
+    let env = Env::new().await;
+    let proxy = front(&env, kind, Some(Duration::from_secs(1))).await;
+    let sim = Sim::start("slack").await;
+    let running = start_through(&env, &sim, &proxy).await;
+    let mut ids = burst(&env, 20, "busy");
+    settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
+    let (before, pongs) = (reconnects(&running), proxy.counts().pongs_received);
+    // Longer than the idle timeout, with no events.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ids.extend(burst(&env, 20, "after-idle"));
+    let counts = settle_idle(&sim, &[&running], &ids, Duration::from_secs(30)).await;
+    exactly_once(&format!("{kind:?}: idle tunnels closed by the front"), &ids, &counts);
+    let c = proxy.counts();
+    match kind {
+        Front::L7LoadBalancer => {
+            assert_eq!(c.idle_closed, 0, "pings keep the upgraded tunnel busy: {c:?}");
+            assert!(c.pongs_received > pongs, "the plugin answered pings while idle: {c:?}");
+            assert_eq!(reconnects(&running), before, "the stream stayed up");
+        }
+        Front::Proxy => {
+            assert!(c.idle_closed >= 1, "the idle routed connection was closed: {c:?}");
+            assert!(reconnects(&running) > before, "the plugin reconnected after the idle close");
+        }
+    }
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn idle_tunnels_through_tls_routing() {
+    idle_tunnels_through(Front::Proxy).await;
+}
+
+#[tokio::test]
+async fn idle_tunnels_through_the_l7_load_balancer() {
+    idle_tunnels_through(Front::L7LoadBalancer).await;
+}

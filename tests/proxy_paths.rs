@@ -198,6 +198,48 @@ async fn rotation_through_the_connection_upgrade_is_make_before_break() {
     rotate_through(Front::L7LoadBalancer).await;
 }
 
+// ---- (b2) the front cuts every tunnel ---------------------------------------------
+
+/// Every tunnel is cut at the front (a Proxy or load balancer restart): the
+/// watcher re-dials through the same front, re-opens its stream and sees
+/// what was created meanwhile; unary calls run on the new tunnel.
+async fn tunnels_dropped_at(kind: Front) {
+    let sim = auth().await;
+    let proxy = front(&sim, kind, true).await;
+    let dialer = dialer_with(&proxy.addr().to_string(), ConnectionMode::Proxy, &opts(&proxy)).await.unwrap();
+    let client = connect(dialer, identity(&sim)).await;
+    let (tx, mut rx) = mpsc::channel(256);
+    let watcher = Watcher::new(client.clone(), tx);
+    let stats = watcher.stats();
+    let stop = CancellationToken::new();
+    tokio::spawn(watcher.run(stop.clone()));
+    collect_until(&mut rx, |f| matches!(f, Feed::CaughtUp { .. })).await;
+    let routes = proxy.counts().auth_routes;
+    proxy.drop_tunnels();
+    let req = sim.request("alice@example.com", &["editor"], "created while the tunnel was down");
+    // Listed by the catch-up of the new stream (or seen live on it).
+    collect_until(&mut rx, |f| matches!(f, Feed::Put(r) | Feed::Listed(r) if r.id == req.id())).await;
+    assert!(sim.wait_until(Duration::from_secs(10), |s| s.watch_inits().len() >= 2).await, "{kind:?}: stream re-opened");
+    client.ping().await.expect("ping over the new tunnel");
+    let c = proxy.counts();
+    assert!(c.tunnels_dropped >= 1 && c.auth_routes > routes, "{kind:?}: {c:?}");
+    if kind == Front::L7LoadBalancer {
+        assert!(c.upgrades >= 2, "{kind:?}: upgraded again: {c:?}");
+    }
+    assert!(stats.reconnects.load(Ordering::Relaxed) >= 1, "{kind:?}: the watcher reconnected");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn dropped_tunnels_are_redialled_through_tls_routing() {
+    tunnels_dropped_at(Front::Proxy).await;
+}
+
+#[tokio::test]
+async fn dropped_tunnels_are_redialled_through_the_connection_upgrade() {
+    tunnels_dropped_at(Front::L7LoadBalancer).await;
+}
+
 // ---- (c) auto picks the path ------------------------------------------------------
 
 #[tokio::test]

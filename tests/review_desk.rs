@@ -204,6 +204,27 @@ async fn teleport_unreachable_can_be_clicked_again() {
     assert!(matches!(s.desk.handle(k).await, Outcome::Submitted { .. }));
 }
 
+/// Auth applies the review, then the connection dies before the answer:
+/// the clicker is told the review went in (it did), not to try again, and a
+/// second click does not add another.
+#[tokio::test]
+async fn a_review_applied_before_the_connection_died_is_reported_submitted() {
+    let s = setup().await;
+    let sim = &s.env.sim;
+    let r = sim.request("alice", &["editor"], "hotfix");
+    let c = card(sim, r.id()).await;
+    sim.cut_after_apply("SubmitAccessReview", 1);
+    let outcome = s.desk.handle(click("U2", r.id(), Decision::Approve, &c)).await;
+    assert_eq!(sim.cut_calls("SubmitAccessReview"), 1, "the review was applied and its answer lost");
+    assert_eq!(outcome, Outcome::Submitted { decision: Decision::Approve, state: SubmittedState::Approved });
+    assert_eq!(reviews(sim, r.id()).len(), 1);
+    // A new click (not a redelivery of the first) is refused: approved.
+    let mut second = click("U2", r.id(), Decision::Approve, &c);
+    second.dedupe_key.push_str(":again");
+    assert_eq!(s.desk.handle(second).await, Outcome::AlreadyResolved);
+    assert_eq!(reviews(sim, r.id()).len(), 1, "one review");
+}
+
 #[tokio::test]
 async fn old_servers_are_handled() {
     let s = setup().await;

@@ -17,12 +17,19 @@
 //!   negotiated, so only the connection upgrade reaches Auth.
 //! - With `tls_routing: false` it is a Proxy without TLS routing: the web
 //!   API reports it and there is no routing and no upgrade.
+//!
+//! Faults: [`ProxySim::drop_tunnels`] cuts every tunnelled connection at
+//! once (a Proxy or load balancer restart), and
+//! [`ProxySimConfig::idle_timeout`] closes a tunnel that carried no bytes for
+//! that long, as load balancers do. The outer layer of a tunnel is what the
+//! front sees: the routed TLS connection, or the WebSocket connection with
+//! its frames (Proxy pings and client pongs included) when upgraded.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -62,6 +69,9 @@ pub struct ProxySimConfig {
     pub tls_routing: bool,
     /// Interval of the pings on `alpn-ping` tunnels (Teleport: 30 s).
     pub ping_interval: Duration,
+    /// A tunnel that carried no bytes either way for this long is closed
+    /// (AWS ALB: 60 s by default, NLB: 350 s). `None`: never.
+    pub idle_timeout: Option<Duration>,
     pub bind: SocketAddr,
 }
 
@@ -71,6 +81,7 @@ impl Default for ProxySimConfig {
             front: Front::Proxy,
             tls_routing: true,
             ping_interval: Duration::from_millis(200),
+            idle_timeout: None,
             bind: "127.0.0.1:0".parse().expect("valid address"),
         }
     }
@@ -88,10 +99,16 @@ pub struct ProxyCounts {
     pub upgrades: u64,
     pub pings_sent: u64,
     pub pongs_received: u64,
+    /// Tunnels cut by [`ProxySim::drop_tunnels`].
+    pub tunnels_dropped: u64,
+    /// Tunnels closed by the idle timeout.
+    pub idle_closed: u64,
 }
 
 #[derive(Default)]
 struct Counters {
+    tunnels_dropped: AtomicU64,
+    idle_closed: AtomicU64,
     auth_routes: AtomicU64,
     refused_routes: AtomicU64,
     find_requests: AtomicU64,
@@ -112,6 +129,8 @@ struct Ctx {
     counters: Counters,
     /// Cancelled by [`ProxySim::shutdown`]; ends tunnels too.
     stop: CancellationToken,
+    /// Cancelled (and replaced) by [`ProxySim::drop_tunnels`].
+    tunnels: Mutex<CancellationToken>,
 }
 
 /// Handle to a running front; stops with [`ProxySim::shutdown`].
@@ -142,6 +161,7 @@ impl ProxySim {
             web,
             counters: Counters::default(),
             stop: shutdown.clone(),
+            tunnels: Mutex::new(CancellationToken::new()),
             cfg,
         });
         tokio::spawn(accept_loop(listener, ctx.clone(), shutdown.clone()));
@@ -161,6 +181,10 @@ impl ProxySim {
         &self.web_ca_pem
     }
 
+    pub fn config(&self) -> &ProxySimConfig {
+        &self.ctx.cfg
+    }
+
     pub fn counts(&self) -> ProxyCounts {
         let c = &self.ctx.counters;
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
@@ -171,7 +195,18 @@ impl ProxySim {
             upgrades: get(&c.upgrades),
             pings_sent: get(&c.pings_sent),
             pongs_received: get(&c.pongs_received),
+            tunnels_dropped: get(&c.tunnels_dropped),
+            idle_closed: get(&c.idle_closed),
         }
+    }
+
+    /// Cuts every tunnelled connection at once (routed and upgraded alike),
+    /// as a restart of the Proxy or of the load balancer in front does.
+    /// New connections are accepted as before.
+    pub fn drop_tunnels(&self) {
+        let mut t = self.ctx.tunnels.lock().expect("poisoned");
+        t.cancel();
+        *t = CancellationToken::new();
     }
 
     pub fn shutdown(&self) {
@@ -237,12 +272,13 @@ async fn accept(tcp: TcpStream, ctx: Arc<Ctx>) -> io::Result<()> {
         let tls = tokio_rustls::TlsAcceptor::from(lb).accept(tcp).await?;
         return serve_web(tls, ctx).await;
     }
-    route(tcp, ctx).await
+    route(tcp, ctx, true).await
 }
 
 /// ALPN routing of one connection (a TCP connection, or the inside of a
-/// connection-upgrade tunnel).
-fn route<S>(io: S, ctx: Arc<Ctx>) -> futures::future::BoxFuture<'static, io::Result<()>>
+/// connection-upgrade tunnel). `outer`: the connection is what the front
+/// sees (not the inside of a tunnel).
+fn route<S>(io: S, ctx: Arc<Ctx>, outer: bool) -> futures::future::BoxFuture<'static, io::Result<()>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -253,7 +289,7 @@ where
         if ctx.cfg.tls_routing {
             for p in &protocols {
                 if p.starts_with(AUTH_ALPN_PREFIX.as_bytes()) {
-                    return pass_to_auth(io, recorded, routed_cluster(p), ctx).await;
+                    return pass_to_auth(io, recorded, routed_cluster(p), ctx, outer).await;
                 }
                 if p.starts_with(b"teleport-") {
                     // Negotiated like the real router, then closed: the
@@ -301,7 +337,7 @@ async fn read_client_hello<S: AsyncRead + Unpin>(mut io: S) -> io::Result<(rustl
     }
 }
 
-async fn pass_to_auth<S>(mut io: S, recorded: Vec<u8>, cluster: Option<String>, ctx: Arc<Ctx>) -> io::Result<()>
+async fn pass_to_auth<S>(io: S, recorded: Vec<u8>, cluster: Option<String>, ctx: Arc<Ctx>, outer: bool) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -314,7 +350,57 @@ where
     let mut auth = TcpStream::connect(ctx.auth_addr).await?;
     auth.set_nodelay(true)?;
     auth.write_all(&recorded).await?;
-    tokio::io::copy_bidirectional(&mut io, &mut auth).await?;
+    let kill = ctx.tunnels.lock().expect("poisoned").clone();
+    let piped = pipe(io, auth, &ctx, &kill, outer).await;
+    if outer && kill.is_cancelled() {
+        ctx.counters.tunnels_dropped.fetch_add(1, Ordering::SeqCst);
+    }
+    piped
+}
+
+/// Copies bytes both ways until both sides are done, the tunnels are
+/// dropped, or (for an `outer` connection) the idle timeout passes.
+async fn pipe<A, B>(a: A, b: B, ctx: &Ctx, kill: &CancellationToken, outer: bool) -> io::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let idle = if outer { ctx.cfg.idle_timeout } else { None };
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let (mut abuf, mut bbuf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut a_open, mut b_open) = (true, true);
+    let mut last = tokio::time::Instant::now();
+    while a_open || b_open {
+        let idle_at = last + idle.unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = kill.cancelled() => return Ok(()),
+            _ = tokio::time::sleep_until(idle_at), if idle.is_some() => {
+                ctx.counters.idle_closed.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            n = ar.read(&mut abuf), if a_open => match n? {
+                0 => {
+                    a_open = false;
+                    let _ = bw.shutdown().await;
+                }
+                n => {
+                    last = tokio::time::Instant::now();
+                    bw.write_all(&abuf[..n]).await?;
+                }
+            },
+            n = br.read(&mut bbuf), if b_open => match n? {
+                0 => {
+                    b_open = false;
+                    let _ = aw.shutdown().await;
+                }
+                n => {
+                    last = tokio::time::Instant::now();
+                    aw.write_all(&bbuf[..n]).await?;
+                }
+            },
+        }
+    }
     Ok(())
 }
 
@@ -420,24 +506,36 @@ fn connection_upgrade(mut req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Bod
 }
 
 /// Carries a WebSocket tunnel's binary frames to and from the ALPN router.
+/// The WebSocket connection is the outer layer: its frames, pings and pongs
+/// included, are what the idle timeout watches.
 async fn tunnel<S>(ws: WebSocketStream<S>, ping: Option<Duration>, ctx: Arc<Ctx>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let kill = ctx.tunnels.lock().expect("poisoned").clone();
+    let idle = ctx.cfg.idle_timeout;
+    let mut last = tokio::time::Instant::now();
     let (near, far) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(route(far, ctx.clone()));
+    tokio::spawn(route(far, ctx.clone(), false));
     let (mut rd, mut wr) = tokio::io::split(near);
     let (mut sink, mut frames) = ws.split();
     let period = ping.unwrap_or(Duration::from_secs(3600));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        let idle_at = last + idle.unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = ctx.stop.cancelled() => break,
+            _ = kill.cancelled() => break,
+            _ = tokio::time::sleep_until(idle_at), if idle.is_some() => {
+                ctx.counters.idle_closed.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
             _ = ticker.tick(), if ping.is_some() => {
                 if sink.send(Message::Ping(Bytes::from_static(b"teleport"))).await.is_err() {
                     break;
                 }
+                last = tokio::time::Instant::now();
                 ctx.counters.pings_sent.fetch_add(1, Ordering::SeqCst);
             }
             n = rd.read(&mut buf) => match n {
@@ -445,21 +543,31 @@ where
                     let _ = sink.close().await;
                     break;
                 }
-                Ok(n) => if sink.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
-                    break;
-                },
-            },
-            frame = frames.next() => match frame {
-                Some(Ok(Message::Binary(data))) => if wr.write_all(&data).await.is_err() {
-                    break;
-                },
-                Some(Ok(Message::Pong(_))) => {
-                    ctx.counters.pongs_received.fetch_add(1, Ordering::SeqCst);
+                Ok(n) => {
+                    last = tokio::time::Instant::now();
+                    if sink.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        break;
+                    }
                 }
-                Some(Ok(Message::Ping(_) | Message::Text(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
             },
+            frame = frames.next() => {
+                last = tokio::time::Instant::now();
+                match frame {
+                    Some(Ok(Message::Binary(data))) => if wr.write_all(&data).await.is_err() {
+                        break;
+                    },
+                    Some(Ok(Message::Pong(_))) => {
+                        ctx.counters.pongs_received.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Text(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                }
+            }
         }
+    }
+    // However the loop saw it first (the cut, or the routed side it ended).
+    if kill.is_cancelled() {
+        ctx.counters.tunnels_dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
 

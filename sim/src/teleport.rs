@@ -7,15 +7,20 @@
 //! plugin data ([`TeleportSim::official_update`]). A control API creates,
 //! reviews, resolves and expires requests,
 //! and injects faults: dropped streams and connections, refused connections,
-//! delays, UNIMPLEMENTED methods and one-off errors.
+//! delays, UNIMPLEMENTED methods, one-off errors, calls applied whose answer
+//! is lost with their connection, and watch streams that repeat and reorder
+//! Puts ([`disorder`]).
 //!
 //! Users, roles and `teleport.users.v1.UsersService` live in [`users`];
 //! `SubmitAccessReview` with Auth's review rules (on-behalf reviews for a
 //! plugin, thresholds) in [`review`]. The caller of a call is the user named
 //! by its client certificate (the common name, as Auth reads it).
 
+mod disorder;
 mod review;
 mod users;
+
+pub use disorder::WatchDisorder;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -107,6 +112,10 @@ struct Faults {
     ignore_user_trait_filter: bool,
     /// `SubmitAccessReview` knows neither `SubmittedBy` nor the on-behalf flag.
     no_on_behalf_reviews: bool,
+    /// Method → calls still to apply and then answer by cutting the connection.
+    cut_after_apply: HashMap<String, u32>,
+    /// How watch streams opened from now on misbehave.
+    disorder: Option<WatchDisorder>,
 }
 
 struct Inner {
@@ -131,6 +140,11 @@ struct Inner {
     version_refusals: Mutex<Vec<version_policy::Refusal>>,
     /// Nodes, apps and databases for `ListResources` ([`resources`]).
     resources: Mutex<resources::Resources>,
+    /// Method → calls applied whose connection was then cut.
+    cut_calls: Mutex<HashMap<String, u64>>,
+    /// Puts sent twice, and Puts sent after newer events of their request.
+    duplicated_puts: std::sync::atomic::AtomicU64,
+    stale_puts: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to a running simulator. Cheap to clone; the server stops when
@@ -162,6 +176,9 @@ impl TeleportSim {
             min_client,
             version_refusals: Mutex::default(),
             resources: Mutex::default(),
+            cut_calls: Mutex::default(),
+            duplicated_puts: Default::default(),
+            stale_puts: Default::default(),
             cfg,
         });
         let listener = TcpListener::bind(inner.cfg.bind).await?;
@@ -468,6 +485,34 @@ impl TeleportSim {
         self.inner.faults.lock().expect("poisoned").fail_next.entry(method.into()).or_default().push_back(status);
     }
 
+    /// The next `n` calls of `method` that succeed are applied, and then
+    /// their connection is cut before the answer is sent: the client sees a
+    /// transport error for a call that took effect (and every other call and
+    /// stream on that connection fails too). Supported for
+    /// `UpdatePluginData` and `SubmitAccessReview`.
+    pub fn cut_after_apply(&self, method: &str, n: u32) {
+        assert!(CUTTABLE.contains(&method), "cut_after_apply supports {CUTTABLE:?}, not {method}");
+        *self.inner.faults.lock().expect("poisoned").cut_after_apply.entry(method.into()).or_default() += n;
+    }
+
+    /// Calls of `method` applied and then answered by cutting the connection.
+    pub fn cut_calls(&self, method: &str) -> u64 {
+        self.inner.cut_calls.lock().expect("poisoned").get(method).copied().unwrap_or(0)
+    }
+
+    /// Watch streams opened from now on repeat and reorder access-request
+    /// Puts as `d` says (`None`: in order, once each).
+    pub fn set_watch_disorder(&self, d: Option<WatchDisorder>) {
+        self.inner.faults.lock().expect("poisoned").disorder = d;
+    }
+
+    /// Puts sent twice, and Puts sent after newer events of their request,
+    /// so far.
+    pub fn disorder_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.inner.duplicated_puts.load(SeqCst), self.inner.stale_puts.load(SeqCst))
+    }
+
     /// Watch requests for `kind` are refused (partial success drops it).
     pub fn reject_watch_kind(&self, kind: &str) {
         self.inner.faults.lock().expect("poisoned").rejected_kinds.insert(kind.into());
@@ -650,6 +695,23 @@ impl Inner {
         err.map_or(Ok(()), Err)
     }
 
+    /// After `method` was applied: cuts the caller's connection when a
+    /// [`TeleportSim::cut_after_apply`] fault is due, so the answer is lost.
+    fn cut_if_due(&self, method: &str, conn: Option<&ConnInfo>) -> Result<(), Status> {
+        let Some(conn) = conn else { return Ok(()) };
+        {
+            let mut f = self.faults.lock().expect("poisoned");
+            match f.cut_after_apply.get_mut(method) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => return Ok(()),
+            }
+        }
+        *self.cut_calls.lock().expect("poisoned").entry(method.into()).or_default() += 1;
+        // Every later write on the connection fails, the answer included.
+        conn.close.cancel();
+        Err(Status::unavailable("connection cut after the call was applied"))
+    }
+
     fn check_user_reads(&self) -> Result<(), Status> {
         if self.faults.lock().expect("poisoned").deny_users {
             return Err(Status::permission_denied("access denied to perform action \"read\" on \"user\""));
@@ -699,6 +761,8 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Sen
 type RequestStream = Pin<Box<dyn Stream<Item = Result<types::AccessRequestV3, Status>> + Send>>;
 
 const SUPPORTED_KINDS: &[&str] = &["access_request", "access_monitoring_rule"];
+/// Calls [`TeleportSim::cut_after_apply`] can cut.
+const CUTTABLE: &[&str] = &["UpdatePluginData", "SubmitAccessReview"];
 
 fn request_matches(r: &types::AccessRequestV3, f: &types::AccessRequestFilter) -> bool {
     let spec = r.spec.as_ref();
@@ -759,6 +823,7 @@ impl auth_srv::AuthService for Service {
             })),
         };
         let inner = self.0.clone();
+        let mut shuffle = inner.faults.lock().expect("poisoned").disorder.map(disorder::Disorder::new);
         inner.watchers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
             let _guard = WatcherGuard(inner.clone());
@@ -767,17 +832,30 @@ impl auth_srv::AuthService for Service {
             }
             inner.inits.lock().expect("poisoned").push((Instant::now(), peer));
             loop {
+                let held_until = shuffle.as_ref().and_then(disorder::Disorder::deadline);
                 let ev = tokio::select! {
                     _ = stop.cancelled() => {
                         let _ = tx.send(Err(Status::unavailable("watcher is closed"))).await;
                         return;
                     }
                     _ = tx.closed() => return,
+                    _ = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now).into()), if held_until.is_some() => {
+                        let due = shuffle.as_mut().map(|d| d.due(Instant::now())).unwrap_or_default();
+                        if !send_all(&inner, &tx, due).await {
+                            return;
+                        }
+                        continue;
+                    }
                     ev = rx.recv() => ev,
                 };
                 match ev {
+                    Ok(ev) if !event_kind(&ev).is_some_and(|k| kinds.contains(k)) => {}
                     Ok(ev) => {
-                        if event_kind(&ev).is_some_and(|k| kinds.contains(k)) && tx.send(Ok(ev)).await.is_err() {
+                        let out = match shuffle.as_mut() {
+                            Some(d) => d.on_event(ev),
+                            None => vec![(ev, disorder::Sent::InOrder)],
+                        };
+                        if !send_all(&inner, &tx, out).await {
                             return;
                         }
                     }
@@ -823,7 +901,9 @@ impl auth_srv::AuthService for Service {
 
     async fn update_plugin_data(&self, req: Request<types::PluginDataUpdateParams>) -> Result<Response<()>, Status> {
         self.0.enter("UpdatePluginData").await?;
+        let conn = req.extensions().get::<ConnInfo>().cloned();
         self.0.update_plugin_data(req.into_inner())?;
+        self.0.cut_if_due("UpdatePluginData", conn.as_ref())?;
         Ok(Response::new(()))
     }
 
@@ -903,8 +983,11 @@ impl auth_srv::AuthService for Service {
         req: Request<types::AccessReviewSubmission>,
     ) -> Result<Response<types::AccessRequestV3>, Status> {
         self.0.enter("SubmitAccessReview").await?;
-        let caller = req.extensions().get::<ConnInfo>().map(|c| c.user.clone()).unwrap_or_default();
-        Ok(Response::new(self.0.submit_review(&caller, req.into_inner())?))
+        let conn = req.extensions().get::<ConnInfo>().cloned();
+        let caller = conn.as_ref().map(|c| c.user.clone()).unwrap_or_default();
+        let updated = self.0.submit_review(&caller, req.into_inner())?;
+        self.0.cut_if_due("SubmitAccessReview", conn.as_ref())?;
+        Ok(Response::new(updated))
     }
 
     async fn list_resources(
@@ -967,6 +1050,31 @@ fn event_kind(ev: &proto::Event) -> Option<&str> {
         Resource::ResourceHeader(h) => Some(h.kind.as_str()),
         Resource::WatchStatus(_) => None,
     }
+}
+
+/// Sends events of a watch stream, counting the repeated and reordered
+/// ones; false once the client is gone.
+async fn send_all(
+    inner: &Inner,
+    tx: &mpsc::Sender<Result<proto::Event, Status>>,
+    events: Vec<(proto::Event, disorder::Sent)>,
+) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    for (ev, how) in events {
+        if tx.send(Ok(ev)).await.is_err() {
+            return false;
+        }
+        match how {
+            disorder::Sent::InOrder => {}
+            disorder::Sent::Duplicate => {
+                inner.duplicated_puts.fetch_add(1, SeqCst);
+            }
+            disorder::Sent::Stale => {
+                inner.stale_puts.fetch_add(1, SeqCst);
+            }
+        }
+    }
+    true
 }
 
 struct WatcherGuard(Arc<Inner>);

@@ -26,6 +26,7 @@ use crate::chat::Chat;
 use crate::chat::cache::Remembered;
 use crate::chat::click::{Click, Outcome, PendingClick};
 use crate::config::ReviewMapping;
+use crate::teleport::review::ReviewError;
 use crate::metrics::Metrics;
 use crate::model::RequestState;
 use crate::teleport::client::describe_status;
@@ -183,7 +184,13 @@ impl Desk {
         let handle = if click.user_name.is_empty() { click.user_id.as_str() } else { click.user_name.as_str() };
         let reason = format!("Reviewed in {} by @{handle}", desk.display);
         let approve = click.decision == crate::chat::click::Decision::Approve;
-        let result = self.client.submit_review_on_behalf(&click.request_id, &user, approve, &reason).await;
+        let result = match self.client.submit_review_on_behalf(&click.request_id, &user, approve, &reason).await {
+            // The answer was lost, not necessarily the review: look.
+            Err(ReviewError::Unreachable(why)) => {
+                self.client.review_landed(&click.request_id, &user, approve).await.ok_or(ReviewError::Unreachable(why))
+            }
+            r => r,
+        };
         let outcome = outcome::of_submission(click.decision, &user, result);
         if matches!(outcome, Outcome::NotPermitted(_)) {
             self.mapper.forget(click.chat, &click.user_id);

@@ -77,8 +77,23 @@ pub fn classify(status: &Status) -> ReviewError {
         Code::NotFound if msg.contains("access request") => ReviewError::NotFound,
         Code::FailedPrecondition => ReviewError::Busy,
         Code::Unavailable | Code::DeadlineExceeded => ReviewError::Unreachable(text()),
+        // The connection failed under the call (tonic answers UNKNOWN
+        // "transport error"): whether Auth applied it is not known.
+        _ if is_transport_failure(status) => ReviewError::Unreachable(text()),
         _ => ReviewError::Other(text()),
     }
+}
+
+/// Whether `status` comes from the connection rather than from Auth.
+fn is_transport_failure(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() || e.is::<hyper::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Pause before the one retry after CompareFailed (Auth already retried for
@@ -123,6 +138,16 @@ impl TeleportClient {
                 },
             }
         }
+    }
+
+    /// After a submission whose answer was lost (the connection failed under
+    /// it): the request, if it carries `author`'s review with this decision,
+    /// i.e. the review was applied. `None` when it is not there or the
+    /// request cannot be read.
+    pub async fn review_landed(&self, request_id: &str, author: &str, approve: bool) -> Option<AccessRequest> {
+        let wanted = if approve { crate::model::RequestState::Approved } else { crate::model::RequestState::Denied };
+        let request = self.get_access_request(request_id).await.ok()??;
+        request.reviews.iter().any(|r| r.author == author && r.proposed_state == wanted).then_some(request)
     }
 
     /// One access request by id, as upstream's `GetAccessRequests` with an
@@ -194,6 +219,11 @@ mod tests {
         assert!(matches!(classify(&Status::deadline_exceeded("")), ReviewError::Unreachable(m) if m == "DeadlineExceeded"));
         let subselect = Status::unimplemented("role subselection is not yet supported in reviews, try omitting role list");
         assert!(matches!(classify(&subselect), ReviewError::Other(_)));
+        // The connection failed under the call: UNKNOWN with a transport cause.
+        let mut lost = Status::unknown("transport error");
+        lost.set_source(std::sync::Arc::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+        assert!(matches!(classify(&lost), ReviewError::Unreachable(_)), "{:?}", classify(&lost));
+        assert!(matches!(classify(&Status::unknown("transport error")), ReviewError::Other(_)), "Auth's own UNKNOWN");
         let version = denied("client version is unsupported");
         assert!(matches!(classify(&version), ReviewError::Other(_)));
     }
