@@ -586,6 +586,12 @@ async fn applied_then_failed_on(which: &str) {
     // faults wait for the notices), and the edits'.
     assert_eq!((faulted(post, 502), faulted(post, STATUS_NO_RESPONSE)), (6, 9), "{which}: reply and notice faults landed");
     assert_eq!((faulted(edit, 500), faulted(edit, STATUS_NO_RESPONSE)), (6, 6), "{which}: card-edit faults landed");
+    if which == "slack" {
+        // Slack drops no repeats: what a fault left uncertain was looked up.
+        for lookup in ["conversations.history", "conversations.replies"] {
+            assert!(core.calls().iter().any(|c| c.endpoint == lookup), "slack: {lookup} used to find an uncertain post");
+        }
+    }
     running.stop(Duration::from_secs(5)).await;
 }
 
