@@ -428,6 +428,9 @@ async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
     let (a, b) = (write("replica-a"), write("replica-b"));
     let mut first = spawn(&a);
     let mut second = spawn(&b);
+    // Both watch Auth before the burst: a replica still starting when the
+    // other has posted the first 40 would be killed holding no claim.
+    assert!(env.sim.wait_until(Duration::from_secs(30), |s| s.watch_inits().len() >= 2).await, "both replicas watching");
     sim.core().set_response_delay(Duration::from_millis(40));
     let ids = burst(&env, 200, "ha");
     assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 40).await, "posting started");

@@ -644,24 +644,30 @@ pub(crate) async fn record_layer(
     }
     let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let recorded = parsed_response(&body);
-    // Reads change nothing, so only writes can be "applied, then failed".
-    let after = if !refused && !method.is_safe() && core.flavor.applied(parts.status, &body) {
-        lock(&core.faults).take(&path, &endpoint, true)
-    } else {
+    // Reads change nothing, so only writes can be "applied, then failed";
+    // the answer is judged only when such a fault is waiting.
+    let after = if refused || method.is_safe() {
         None
+    } else {
+        let mut faults = lock(&core.faults);
+        if faults.queue.iter().any(|f| f.kind.after_apply()) && core.flavor.applied(parts.status, &body) {
+            faults.take(&path, &endpoint, true)
+        } else {
+            None
+        }
     };
-    let applied = Applied { status: parts.status.as_u16(), response: recorded.clone() };
+    let applied = |response| Some(Applied { status: parts.status.as_u16(), response });
     match after {
         Some(FaultKind::StatusAfterApply(status)) => {
             let (fparts, fbody) = core.flavor.failure(status).into_parts();
             let fbody = to_bytes(fbody, usize::MAX).await.unwrap_or_default();
-            call.finish_faulted(fparts.status.as_u16(), parsed_response(&fbody), Some(applied));
+            call.finish_faulted(fparts.status.as_u16(), parsed_response(&fbody), applied(recorded));
             Response::from_parts(fparts, Body::from(fbody))
         }
         Some(FaultKind::ResetAfterApply) => {
             // Recorded before the reset, so a test that sees the client's
             // error finds the call in the log.
-            call.finish_faulted(STATUS_NO_RESPONSE, Value::Null, Some(applied));
+            call.finish_faulted(STATUS_NO_RESPONSE, Value::Null, applied(recorded));
             match conn {
                 Some(conn) => conn.reset(),
                 None => tracing::warn!("chat simulator: no connection to reset; answering 502"),
