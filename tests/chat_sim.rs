@@ -1565,3 +1565,98 @@ async fn mattermost_rate_limit_and_faults() {
     assert!(endpoints.contains(&"POST /posts".to_owned()));
     assert!(endpoints.contains(&"GET /users/me".to_owned()));
 }
+
+// ------------------------------------------------- faults after applying
+
+/// What a reqwest client (the one the plugin uses) gets for a write the
+/// simulator applied and then answered with a fault: a status, or a
+/// transport error (`Err`) for a reset connection.
+async fn outcome(req: reqwest::RequestBuilder) -> Result<u16, reqwest::Error> {
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    resp.bytes().await?;
+    Ok(status)
+}
+
+/// Each simulator applies a post, then answers 5xx or resets the
+/// connection: the post is there, the client saw a failure (a transport
+/// error, never a status, for the reset), and the call log says what was
+/// applied. The faults are used up; the next post is answered normally.
+#[tokio::test]
+async fn posts_applied_then_5xx_or_reset_on_every_chat() {
+    use teleport_plugin_sim::chat::STATUS_NO_RESPONSE;
+    let c = client();
+
+    let slack = slack().await;
+    let post = |c: &Client| {
+        c.post(format!("{}chat.postMessage", slack.base_url()))
+            .bearer_auth(SLACK_TOKEN)
+            .json(&json!({"channel": "C100", "text": "x"}))
+    };
+    slack.fail_after_apply_next_on("chat.postMessage", 1, 503);
+    slack.reset_after_apply_next_on("chat.postMessage", 1);
+    assert_eq!(outcome(post(&c)).await.unwrap(), 503);
+    let err = outcome(post(&c)).await.expect_err("reset: no answer");
+    assert!(!err.is_connect() && !err.is_timeout() && err.status().is_none(), "{err:?}");
+    assert_eq!(outcome(post(&c)).await.unwrap(), 200);
+    assert_eq!(slack.messages_in("C100").len(), 3, "both faulted posts were applied");
+    // A refused post (Slack's 200 with "ok": false) is not applied and does
+    // not use up the fault.
+    slack.fail_after_apply_next_on("chat.postMessage", 1, 500);
+    let refused = c
+        .post(format!("{}chat.postMessage", slack.base_url()))
+        .bearer_auth(SLACK_TOKEN)
+        .json(&json!({"channel": "C999", "text": "x"}));
+    assert_eq!(outcome(refused).await.unwrap(), 200);
+    assert_eq!(outcome(post(&c)).await.unwrap(), 500);
+    let faulted = slack.applied_then_faulted();
+    let seen: Vec<(u16, Option<u16>, bool)> = faulted
+        .iter()
+        .map(|r| (r.status, r.applied.as_ref().map(|a| a.status), r.applied.as_ref().unwrap().response["ok"] == true))
+        .collect();
+    assert_eq!(seen, vec![(503, Some(200), true), (STATUS_NO_RESPONSE, Some(200), true), (500, Some(200), true)]);
+
+    let discord = discord_with(DiscordSimConfig::default()).await;
+    let dreq = |c: &Client, method: Method, path: &str, body: Value| {
+        c.request(method, format!("{}{path}", discord.base_url()))
+            .header("authorization", format!("Bot {DISCORD_TOKEN}"))
+            .header("user-agent", UA)
+            .json(&body)
+    };
+    let messages = format!("/channels/{CH}/messages");
+    discord.fail_after_apply_next_on("POST /channels/{channel_id}/messages", 1, 500);
+    discord.reset_after_apply_next_on("PATCH /channels/{channel_id}/messages/{message_id}", 1);
+    assert_eq!(outcome(dreq(&c, Method::POST, &messages, json!({"content": "a"}))).await.unwrap(), 500);
+    let id = discord.messages_in(CH)[0].id.clone();
+    let err = outcome(dreq(&c, Method::PATCH, &format!("{messages}/{id}"), json!({"content": "b"})))
+        .await
+        .expect_err("reset: no answer");
+    assert!(!err.is_connect() && err.status().is_none(), "{err:?}");
+    assert_eq!(discord.messages_in(CH)[0].content, "b", "the edit was applied");
+    assert_eq!(outcome(dreq(&c, Method::POST, &messages, json!({"content": "c"}))).await.unwrap(), 200);
+    assert_eq!(discord.messages_in(CH).len(), 2);
+    let statuses: Vec<u16> = discord.applied_then_faulted().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![500, STATUS_NO_RESPONSE]);
+
+    let mm_sim = mattermost_with(MattermostSimConfig::default()).await;
+    let mpost = |c: &Client| {
+        c.post(format!("{}/api/v4/posts", mm_sim.base_url()))
+            .header("authorization", format!("Bearer {MM_TOKEN}"))
+            .json(&json!({"channel_id": MM_CH, "message": "x"}))
+    };
+    mm_sim.reset_after_apply_next_on("POST /posts", 1);
+    mm_sim.fail_after_apply_next_on("/posts", 1, 502);
+    let err = outcome(mpost(&c)).await.expect_err("reset: no answer");
+    assert!(!err.is_connect() && err.status().is_none(), "{err:?}");
+    assert_eq!(outcome(mpost(&c)).await.unwrap(), 502);
+    // A read on the same path is no write: it does not use up a fault.
+    mm_sim.fail_after_apply_next_on("/posts", 1, 500);
+    let read = c
+        .get(format!("{}/api/v4/channels/{MM_CH}/posts", mm_sim.base_url()))
+        .header("authorization", format!("Bearer {MM_TOKEN}"));
+    assert_eq!(outcome(read).await.unwrap(), 200);
+    assert_eq!(outcome(mpost(&c)).await.unwrap(), 500);
+    assert_eq!(outcome(mpost(&c)).await.unwrap(), 201);
+    assert_eq!(mm_sim.posts_in(MM_CH).len(), 4, "every faulted post was applied");
+    assert_eq!(mm_sim.applied_then_faulted().len(), 3);
+}

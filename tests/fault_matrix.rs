@@ -426,6 +426,9 @@ async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
     let ((a, _), (b, survivor)) = (write("replica-a"), write("replica-b"));
     let mut first = spawn(&a);
     let mut second = spawn(&b);
+    // Both watch Auth before the burst: a replica still starting when the
+    // other has posted the first 40 would be killed holding no claim.
+    assert!(env.sim.wait_until(Duration::from_secs(30), |s| s.watch_inits().len() >= 2).await, "both replicas watching");
     sim.core().set_response_delay(Duration::from_millis(40));
     let ids = burst(&env, 200, "ha");
     assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 40).await, "posting started");
@@ -763,4 +766,116 @@ async fn idle_tunnels_through_tls_routing() {
 #[tokio::test]
 async fn idle_tunnels_through_the_l7_load_balancer() {
     idle_tunnels_through(Front::L7LoadBalancer).await;
+}
+
+/// Endpoint names (as the simulators log them) of a chat's two writes: a
+/// new message (card, thread reply, requester notice) and a card edit.
+fn write_endpoints(which: &str) -> (&'static str, &'static str) {
+    match which {
+        "slack" => ("chat.postMessage", "chat.update"),
+        "discord" => ("POST /channels/{channel_id}/messages", "PATCH /channels/{channel_id}/messages/{message_id}"),
+        _ => ("POST /posts", "PUT /posts/{post_id}/patch"),
+    }
+}
+
+/// Faults of each kind per phase.
+const AFTER_APPLY: u32 = 3;
+
+/// The chat applies a write and then answers 5xx, or resets the connection
+/// before answering (the client sees a transport error), as a proxy or an
+/// API node that fails after the database commit does. The plugin must find
+/// what it sent instead of sending it again: card posts in a burst, then
+/// the review (a thread reply, or on Discord a card edit), then the
+/// approval (card edits and requester notices), each phase under faults.
+async fn applied_then_failed_on(which: &str) {
+    use teleport_plugin_sim::chat::STATUS_NO_RESPONSE;
+    let env = Env::new().await;
+    let sim = Sim::start(which).await;
+    let running = common::start_plugin(&env, &sim, "[plugin]\ninstance_id = \"matrix\"\n").await;
+    let (post, edit) = write_endpoints(which);
+    let core = sim.core();
+    let n = AFTER_APPLY;
+    let inject = |endpoint: &str, status: u16| {
+        core.fail_after_apply_next(n, status, Some(endpoint));
+        core.reset_after_apply_next(n, Some(endpoint));
+    };
+    let (s, r) = (&sim, &running);
+    let idle = move |ids: Vec<String>| async move { settle_idle(s, &[r], &ids, Duration::from_secs(60)).await };
+
+    // Cards. The requester is a chat user, so a notice is due at the end.
+    inject(post, 503);
+    let ids: Vec<String> =
+        (0..12).map(|i| env.sim.request("alice@example.com", &["editor"], &format!("after-apply {i}")).id().to_string()).collect();
+    exactly_once(&format!("{which}: card posts applied, then 5xx or reset"), &ids, &idle(ids.clone()).await);
+    let faulted = |endpoint: &str, status: u16| {
+        core.applied_then_faulted().iter().filter(|c| c.endpoint == endpoint && c.status == status).count()
+    };
+    assert_eq!((faulted(post, 503), faulted(post, STATUS_NO_RESPONSE)), (3, 3), "{which}: card-post faults landed");
+
+    // Reviews: a reply in each card's thread (Slack, Mattermost) or the
+    // card edited to show it (Discord).
+    inject(post, 502);
+    inject(edit, 500);
+    for id in &ids {
+        env.sim.review(id, "bob@example.com", true, "checked after apply");
+    }
+    let reviewed = |id: &String| match which {
+        "discord" => sim.cards(id).iter().any(|c| c.text.contains("checked after apply")),
+        _ => sim.messages().iter().any(|m| m.request == *id && m.kind == "review-0"),
+    };
+    assert!(eventually(Duration::from_secs(60), || ids.iter().all(reviewed)).await, "{which}: every review shown");
+    idle(ids.clone()).await;
+
+    // Approvals: every card edited to APPROVED, the requester told once.
+    inject(post, 502);
+    inject(edit, 500);
+    for id in &ids {
+        env.sim.approve(id, "ship it");
+    }
+    let done = |id: &String| {
+        sim.cards(id).iter().all(|c| c.text.contains("APPROVED")) && sim.messages().iter().any(|m| m.request == *id && m.kind == "notice")
+    };
+    assert!(eventually(Duration::from_secs(60), || ids.iter().all(done)).await, "{which}: every card approved, every requester told");
+    let counts = idle(ids.clone()).await;
+
+    exactly_once(&format!("{which}: replies, edits and notices applied, then 5xx or reset"), &ids, &counts);
+    let msgs = sim.messages();
+    for id in &ids {
+        let of = |kind: &str| msgs.iter().filter(|m| m.request == *id && m.kind == kind).count();
+        assert_eq!(of("notice"), 1, "{which}: one notice for {id}");
+        let replies = if which == "discord" { 0 } else { 1 };
+        assert_eq!(of("review-0"), replies, "{which}: review replies for {id}");
+        let card = &sim.cards(id)[0];
+        assert!(card.text.contains("APPROVED"), "{which}: final card {card:?}");
+        if which == "discord" {
+            assert!(card.text.contains("checked after apply"), "{which}: the review on the final card {card:?}");
+        }
+    }
+    // Every injected fault landed on an applied write: the cards', then the
+    // replies' and notices' (Discord has no replies: its reply-phase post
+    // faults wait for the notices), and the edits'.
+    assert_eq!((faulted(post, 502), faulted(post, STATUS_NO_RESPONSE)), (6, 9), "{which}: reply and notice faults landed");
+    assert_eq!((faulted(edit, 500), faulted(edit, STATUS_NO_RESPONSE)), (6, 6), "{which}: card-edit faults landed");
+    if which == "slack" {
+        // Slack drops no repeats: what a fault left uncertain was looked up.
+        for lookup in ["conversations.history", "conversations.replies"] {
+            assert!(core.calls().iter().any(|c| c.endpoint == lookup), "slack: {lookup} used to find an uncertain post");
+        }
+    }
+    running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn slack_writes_applied_then_5xx_or_reset() {
+    applied_then_failed_on("slack").await;
+}
+
+#[tokio::test]
+async fn discord_writes_applied_then_5xx_or_reset() {
+    applied_then_failed_on("discord").await;
+}
+
+#[tokio::test]
+async fn mattermost_writes_applied_then_5xx_or_reset() {
+    applied_then_failed_on("mattermost").await;
 }

@@ -2,6 +2,11 @@
 //! recording, fault injection, fixed-window and token-bucket rate limiting,
 //! the record of calls that arrived inside an announced rate-limit window,
 //! and the control trait [`ChatSim`].
+//!
+//! Faults come in two phases: before the API runs (the call is refused and
+//! nothing changes) and after it applied the call (the change stays, but the
+//! client gets a 5xx or a reset connection instead of the answer), the
+//! second being the case a client must not turn into a duplicate.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -12,12 +17,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, oneshot, watch};
+
+use super::conn::{ConnReset, ResettableListener};
 
 /// Largest request body the simulators read; larger bodies get 413.
 const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
@@ -25,6 +32,10 @@ const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
 /// Status recorded for a call whose client went away before the response was
 /// produced (nginx's convention for "client closed request").
 pub const STATUS_CLIENT_CLOSED: u16 = 499;
+
+/// Status recorded for a call whose connection the simulator reset without
+/// answering (nginx's convention for "closed without a response").
+pub const STATUS_NO_RESPONSE: u16 = 444;
 
 /// A chat user known to a simulator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +112,18 @@ pub struct CallRecord {
     pub received_at: Instant,
     /// Time from receipt to response, including injected delays.
     pub service_time: Duration,
+    /// Set when the API applied the call and an injected fault replaced its
+    /// answer (then `status` and `response` are what the client got: the
+    /// injected 5xx, or [`STATUS_NO_RESPONSE`] and `Null` for a reset).
+    pub applied: Option<Applied>,
+}
+
+/// The API's own answer to a call it applied before an injected fault
+/// replaced that answer.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub status: u16,
+    pub response: Value,
 }
 
 /// A call that arrived while a rate-limit window announced for its bucket
@@ -209,6 +232,11 @@ pub(crate) trait Flavor: Send + Sync + 'static {
     fn failure(&self, status: StatusCode) -> Response;
     /// Response of an injected rate limit.
     fn rate_limited(&self, retry_after: Duration) -> Response;
+    /// Whether an answer means the API applied the call; only such calls take
+    /// an after-apply fault. Default: a 2xx status.
+    fn applied(&self, status: StatusCode, _body: &[u8]) -> bool {
+        status.is_success()
+    }
     /// Rate-limit bucket of a call, as the API counts it, for the record of
     /// calls made inside announced windows; `None`: not tracked.
     fn bucket(&self, _endpoint: &str, _query: Option<&str>, _body: &ParsedBody) -> Option<String> {
@@ -220,6 +248,16 @@ pub(crate) trait Flavor: Send + Sync + 'static {
 enum FaultKind {
     Status(StatusCode),
     RateLimited(Duration),
+    /// The API applies the call; the client gets this status instead.
+    StatusAfterApply(StatusCode),
+    /// The API applies the call; the connection is reset unanswered.
+    ResetAfterApply,
+}
+
+impl FaultKind {
+    fn after_apply(&self) -> bool {
+        matches!(self, Self::StatusAfterApply(_) | Self::ResetAfterApply)
+    }
 }
 
 #[derive(Debug)]
@@ -237,9 +275,15 @@ struct FaultState {
 }
 
 impl FaultState {
-    fn take(&mut self, path: &str) -> Option<FaultKind> {
+    /// The next fault for a call of the phase asked for: before the API runs
+    /// (`after_apply` false) or once it has applied the call. A fault's part
+    /// matches the path or the endpoint name (`PATCH /channels/{channel_id}`
+    /// tells an edit from a post on the same path).
+    fn take(&mut self, path: &str, endpoint: &str, after_apply: bool) -> Option<FaultKind> {
         let idx = self.queue.iter().position(|f| {
-            f.remaining > 0 && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
+            f.remaining > 0
+                && f.kind.after_apply() == after_apply
+                && f.path_contains.as_deref().is_none_or(|p| path.contains(p) || endpoint.contains(p))
         })?;
         let fault = &mut self.queue[idx];
         fault.remaining -= 1;
@@ -322,6 +366,31 @@ impl SimCore {
 
     pub fn rate_limit_next(&self, n: u32, retry_after: Duration, path_contains: Option<&str>) {
         self.push_fault(FaultKind::RateLimited(retry_after), n, path_contains);
+    }
+
+    /// The next `n` writes (not GET or HEAD) the API applies (a 2xx, for
+    /// Slack `"ok": true`) whose path or endpoint name contains
+    /// `path_contains` are answered with `status` and the API's failure body instead; the
+    /// change stays. Calls the API refuses do not use the fault up.
+    ///
+    /// # Panics
+    /// If `status` is not a valid HTTP status code (a bug in the test).
+    pub fn fail_after_apply_next(&self, n: u32, status: u16, path_contains: Option<&str>) {
+        let status = StatusCode::from_u16(status)
+            .unwrap_or_else(|_| panic!("fail_after_apply_next: {status} is not an HTTP status code"));
+        self.push_fault(FaultKind::StatusAfterApply(status), n, path_contains);
+    }
+
+    /// Like [`fail_after_apply_next`](Self::fail_after_apply_next), but the
+    /// connection is reset instead of answered: the client sees a transport
+    /// error after its request was applied.
+    pub fn reset_after_apply_next(&self, n: u32, path_contains: Option<&str>) {
+        self.push_fault(FaultKind::ResetAfterApply, n, path_contains);
+    }
+
+    /// Calls an after-apply fault answered (applied, then 5xx or reset).
+    pub fn applied_then_faulted(&self) -> Vec<CallRecord> {
+        lock(&self.calls).iter().filter(|c| c.applied.is_some()).cloned().collect()
     }
 
     pub fn clear_faults(&self) {
@@ -470,10 +539,15 @@ struct PendingCall {
 }
 
 impl PendingCall {
-    fn finish(mut self, status: u16, response: Value) {
+    fn finish(self, status: u16, response: Value) {
+        self.finish_faulted(status, response, None);
+    }
+
+    fn finish_faulted(mut self, status: u16, response: Value, applied: Option<Applied>) {
         if let Some(mut rec) = self.record.take() {
             rec.status = status;
             rec.response = response;
+            rec.applied = applied;
             rec.service_time = rec.received_at.elapsed();
             self.core.record(rec);
         }
@@ -500,6 +574,8 @@ pub(crate) async fn record_layer(
     let received_at = Instant::now();
     let seq = core.next_seq.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
+    let conn = parts.extensions.get::<ConnectInfo<ConnReset>>().map(|c| c.0.clone());
+    let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let endpoint = core.flavor.endpoint(&parts.method, &path);
     let pending = |body: Value| PendingCall {
@@ -515,6 +591,7 @@ pub(crate) async fn record_layer(
             response: Value::Null,
             received_at,
             service_time: Duration::ZERO,
+            applied: None,
         }),
     };
     let bytes = match to_bytes(body, MAX_REQUEST_BODY).await {
@@ -539,11 +616,12 @@ pub(crate) async fn record_layer(
     if !delay_before.is_zero() {
         tokio::time::sleep(delay_before).await;
     }
-    let fault = lock(&core.faults).take(&path);
+    let fault = lock(&core.faults).take(&path, &endpoint, false);
+    let refused = fault.is_some();
     let response = match fault {
         Some(FaultKind::Status(status)) => core.flavor.failure(status),
         Some(FaultKind::RateLimited(retry_after)) => core.flavor.rate_limited(retry_after),
-        None => {
+        _ => {
             let mut req = Request::from_parts(parts, Body::from(bytes));
             req.extensions_mut().insert(parsed);
             next.run(req).await
@@ -565,13 +643,52 @@ pub(crate) async fn record_layer(
         lock(&core.announced).announce(b, Instant::now(), Duration::from_secs(secs));
     }
     let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let recorded = if body.is_empty() {
+    let recorded = parsed_response(&body);
+    // Reads change nothing, so only writes can be "applied, then failed";
+    // the answer is judged only when such a fault is waiting.
+    let after = if refused || method.is_safe() {
+        None
+    } else {
+        let mut faults = lock(&core.faults);
+        if faults.queue.iter().any(|f| f.kind.after_apply()) && core.flavor.applied(parts.status, &body) {
+            faults.take(&path, &endpoint, true)
+        } else {
+            None
+        }
+    };
+    let applied = |response| Some(Applied { status: parts.status.as_u16(), response });
+    match after {
+        Some(FaultKind::StatusAfterApply(status)) => {
+            let (fparts, fbody) = core.flavor.failure(status).into_parts();
+            let fbody = to_bytes(fbody, usize::MAX).await.unwrap_or_default();
+            call.finish_faulted(fparts.status.as_u16(), parsed_response(&fbody), applied(recorded));
+            Response::from_parts(fparts, Body::from(fbody))
+        }
+        Some(FaultKind::ResetAfterApply) => {
+            // Recorded before the reset, so a test that sees the client's
+            // error finds the call in the log.
+            call.finish_faulted(STATUS_NO_RESPONSE, Value::Null, applied(recorded));
+            match conn {
+                Some(conn) => conn.reset(),
+                None => tracing::warn!("chat simulator: no connection to reset; answering 502"),
+            }
+            // Never reaches the client: writing it fails on the reset socket.
+            StatusCode::BAD_GATEWAY.into_response()
+        }
+        _ => {
+            call.finish(parts.status.as_u16(), recorded);
+            Response::from_parts(parts, Body::from(body))
+        }
+    }
+}
+
+/// A response body for the call log: JSON when it parses, else the text.
+fn parsed_response(body: &[u8]) -> Value {
+    if body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&body).unwrap_or_else(|_| lossy(&body))
-    };
-    call.finish(parts.status.as_u16(), recorded);
-    Response::from_parts(parts, Body::from(body))
+        serde_json::from_slice(body).unwrap_or_else(|_| lossy(body))
+    }
 }
 
 /// Keeps the server running; dropping it starts a graceful shutdown.
@@ -590,14 +707,14 @@ impl ServerHandle {
 /// Serve `app` on a random loopback port, wrapped in the recording layer.
 pub(crate) async fn serve(app: Router, core: Arc<SimCore>) -> std::io::Result<ServerHandle> {
     let app = app.layer(axum::middleware::from_fn_with_state(core, record_layer));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = listener.local_addr()?;
+    let listener = ResettableListener(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?);
+    let addr = listener.0.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = rx.await;
         };
-        if let Err(err) = axum::serve(listener, app)
+        if let Err(err) = axum::serve(listener, app.into_make_service_with_connect_info::<ConnReset>())
             .with_graceful_shutdown(shutdown)
             .await
         {
@@ -843,7 +960,7 @@ pub trait ChatSim: Clone + Send + Sync + 'static {
         self.core().fail_next(n, status, None)
     }
 
-    /// Like [`fail_next`](Self::fail_next), only for calls whose path contains `path_part`.
+    /// Like [`fail_next`](Self::fail_next), only for calls whose path (or endpoint name) contains `path_part`.
     fn fail_next_on(&self, path_part: &str, n: u32, status: u16) {
         self.core().fail_next(n, status, Some(path_part))
     }
@@ -855,6 +972,23 @@ pub trait ChatSim: Clone + Send + Sync + 'static {
 
     fn rate_limit_next_on(&self, path_part: &str, n: u32, retry_after: Duration) {
         self.core().rate_limit_next(n, retry_after, Some(path_part))
+    }
+
+    /// The next `n` writes whose path (or endpoint name) contains `path_part` are applied, then
+    /// answered with `status` (see [`SimCore::fail_after_apply_next`]).
+    fn fail_after_apply_next_on(&self, path_part: &str, n: u32, status: u16) {
+        self.core().fail_after_apply_next(n, status, Some(path_part))
+    }
+
+    /// The next `n` writes whose path (or endpoint name) contains `path_part` are applied, then
+    /// their connection is reset unanswered (see [`SimCore::reset_after_apply_next`]).
+    fn reset_after_apply_next_on(&self, path_part: &str, n: u32) {
+        self.core().reset_after_apply_next(n, Some(path_part))
+    }
+
+    /// Calls the API applied whose answer an injected fault replaced.
+    fn applied_then_faulted(&self) -> Vec<CallRecord> {
+        self.core().applied_then_faulted()
     }
 
     /// Drop pending injected faults and delays.
@@ -968,12 +1102,99 @@ mod tests {
             remaining: 1,
             path_contains: Some("postMessage".into()),
         });
-        assert!(f.take("/api/auth.test").is_none());
+        assert!(f.take("/api/auth.test", "auth.test", false).is_none());
+        assert!(f.take("/api/chat.postMessage", "chat.postMessage", true).is_none(), "a fault before the API is not one after it");
         assert!(matches!(
-            f.take("/api/chat.postMessage"),
+            f.take("/api/chat.postMessage", "chat.postMessage", false),
             Some(FaultKind::Status(StatusCode::BAD_GATEWAY))
         ));
-        assert!(f.take("/api/chat.postMessage").is_none());
+        assert!(f.take("/api/chat.postMessage", "chat.postMessage", false).is_none());
+    }
+
+    /// A one-route API for the after-apply faults: `POST /posts` appends to
+    /// a list and answers 201, `POST /refuse` answers 400.
+    struct Plain;
+
+    impl Flavor for Plain {
+        fn endpoint(&self, method: &Method, path: &str) -> String {
+            format!("{method} {path}")
+        }
+        fn failure(&self, status: StatusCode) -> Response {
+            json(status, serde_json::json!({"error": "injected"}))
+        }
+        fn rate_limited(&self, retry_after: Duration) -> Response {
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, header_value(ceil_secs(retry_after)))]).into_response()
+        }
+    }
+
+    async fn plain() -> (ServerHandle, Arc<SimCore>, Arc<Mutex<Vec<String>>>) {
+        use axum::routing::post;
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let p = posts.clone();
+        let app = Router::new()
+            .route(
+                "/posts",
+                post(move |body: Bytes| async move {
+                    lock(&p).push(String::from_utf8_lossy(&body).into_owned());
+                    json(StatusCode::CREATED, serde_json::json!({"id": lock(&p).len()}))
+                })
+                .get(|| async { json(StatusCode::OK, serde_json::json!([])) }),
+            )
+            .route("/refuse", post(|| async { json(StatusCode::BAD_REQUEST, serde_json::json!({"error": "no"})) }));
+        let core = SimCore::new(Plain);
+        let server = serve(app, core.clone()).await.unwrap();
+        (server, core, posts)
+    }
+
+    type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, String>;
+
+    async fn call(client: &Client, addr: SocketAddr, path: &str) -> Result<(u16, Bytes), hyper_util::client::legacy::Error> {
+        send(client, Method::POST, addr, path).await
+    }
+
+    async fn send(client: &Client, method: Method, addr: SocketAddr, path: &str) -> Result<(u16, Bytes), hyper_util::client::legacy::Error> {
+        use http_body_util::BodyExt;
+        let req = http::Request::builder().method(method).uri(format!("http://{addr}{path}")).body("hello".to_string()).unwrap();
+        let resp = client.request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        Ok((status, body))
+    }
+
+    #[tokio::test]
+    async fn after_apply_faults_keep_the_change_and_replace_the_answer() {
+        let (server, core, posts) = plain().await;
+        let client: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let addr = server.addr();
+
+        // Applied, then 503: the post is stored, the client gets the failure.
+        core.fail_after_apply_next(1, 503, Some("/posts"));
+        let (status, body) = call(&client, addr, "/posts").await.unwrap();
+        assert_eq!((status, &body[..]), (503, &br#"{"error":"injected"}"#[..]));
+        assert_eq!(lock(&posts).len(), 1, "the call was applied");
+
+        // A refused call and a read do not use up an after-apply fault; the
+        // endpoint name matches too.
+        core.reset_after_apply_next(1, Some("POST /"));
+        assert_eq!(call(&client, addr, "/refuse").await.unwrap().0, 400);
+        assert_eq!(send(&client, Method::GET, addr, "/posts").await.unwrap().0, 200);
+
+        // Applied, then the connection is reset: no status at all.
+        let err = call(&client, addr, "/posts").await.expect_err("the connection is reset unanswered");
+        assert!(!err.is_connect(), "the request was sent: {err:?}");
+        assert_eq!(lock(&posts).len(), 2, "the call was applied");
+
+        // Faults used up: the next call (on a new connection) is answered.
+        assert_eq!(call(&client, addr, "/posts").await.unwrap().0, 201);
+        assert_eq!(lock(&posts).len(), 3);
+
+        let calls = core.calls();
+        let summary: Vec<(u16, Option<u16>)> = calls.iter().map(|c| (c.status, c.applied.as_ref().map(|a| a.status))).collect();
+        assert_eq!(summary, vec![(503, Some(201)), (400, None), (200, None), (STATUS_NO_RESPONSE, Some(201)), (201, None)]);
+        assert_eq!(calls[0].response["error"], "injected");
+        assert_eq!(calls[3].response, Value::Null);
+        assert_eq!(calls[3].applied.as_ref().unwrap().response["id"], 2, "the log keeps what was applied");
+        assert_eq!(core.applied_then_faulted().len(), 2);
     }
 
     #[test]

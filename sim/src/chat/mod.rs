@@ -9,12 +9,13 @@
 //! run-time changes of users, channels, bot membership and tokens.
 
 mod common;
+mod conn;
 pub mod discord;
 pub mod mattermost;
 pub mod slack;
 
 pub use common::{
-    AnnouncedWindow, CallRecord, ChatSim, RateWindow, STATUS_CLIENT_CLOSED, SimChannel, SimCore, SimUser,
+    Applied, AnnouncedWindow, CallRecord, ChatSim, RateWindow, STATUS_CLIENT_CLOSED, STATUS_NO_RESPONSE, SimChannel, SimCore, SimUser,
     TokenRule, WaitTimeout, WindowCall,
 };
 pub use discord::{DiscordMessage, DiscordRevision, DiscordSim, DiscordSimConfig};

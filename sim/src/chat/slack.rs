@@ -292,6 +292,13 @@ impl Flavor for SlackFlavor {
         path.strip_prefix("/api/").unwrap_or(path).to_owned()
     }
 
+    /// Slack answers refusals with 200 and `"ok": false`: only `"ok": true`
+    /// means the call was applied.
+    fn applied(&self, status: StatusCode, body: &[u8]) -> bool {
+        status.is_success()
+            && serde_json::from_slice::<Value>(body).is_ok_and(|v| v["ok"] == Value::Bool(true))
+    }
+
     fn failure(&self, status: StatusCode) -> Response {
         let code = match status.as_u16() {
             500 => "internal_error",
