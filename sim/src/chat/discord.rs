@@ -1005,7 +1005,12 @@ impl InvalidRequests {
     fn count(&mut self, response: &Response, now: Instant) {
         let status = response.status().as_u16();
         let shared = response.headers().get(X_SCOPE).is_some_and(|v| v == "shared");
-        if !matches!(status, 401 | 403) && !(status == 429 && !shared) {
+        let invalid = match status {
+            401 | 403 => true,
+            429 => !shared,
+            _ => false,
+        };
+        if !invalid {
             return;
         }
         self.expire(now);
