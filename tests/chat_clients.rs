@@ -1128,3 +1128,94 @@ async fn mattermost_errors_and_hostile_text() {
         "links in our own text are broken up"
     );
 }
+
+// ------------------------------- Discord's ban on invalid requests; busy channels
+
+#[tokio::test]
+async fn discord_a_rejected_token_is_not_sent_again() {
+    // Five invalid answers ban the address here (Discord: 10,000 in 10
+    // minutes); a client that kept using a dead token would earn the ban.
+    let ban = RateWindow::new(5, Duration::from_secs(600));
+    let sim = discord_sim(DiscordSimConfig::default().with_invalid_limit(ban, Duration::from_secs(600))).await;
+    let chat = discord(&sim);
+    chat.health_check().await.unwrap();
+    sim.revoke_token(DISCORD_TOKEN);
+    let target = Target(CHANNEL.into());
+    let card = MessageRef { channel_id: CHANNEL.into(), message_id: "1300000000000000099".into() };
+    for i in 0..10 {
+        let v = view(&format!("dead-{i}"));
+        let e = chat.post(&target, Content::Card(&v)).await.unwrap_err();
+        assert_eq!(kind(&e), &ErrorKind::Permanent, "{e:?}");
+        assert!(e.message.starts_with("the Discord token was rejected"), "{}", e.message);
+        let e = chat.update(&card, Content::Card(&v)).await.unwrap_err();
+        assert!(e.message.contains("check discord.token"), "{}", e.message);
+    }
+    assert!(chat.health_check().await.unwrap_err().message.contains("check discord.token"));
+    let refused = sim.calls().iter().filter(|c| c.status == 401).count();
+    assert_eq!(refused, 1, "one 401, then no call with the dead token");
+    assert_eq!(sim.bans(), 0);
+}
+
+#[tokio::test]
+async fn discord_a_ban_pauses_every_route_instead_of_retrying() {
+    let sim = discord_sim(DiscordSimConfig::default()).await;
+    let chat = discord(&sim);
+    chat.health_check().await.unwrap();
+    // Another client behind the same address used up the budget.
+    sim.ban_for(Duration::from_secs(4));
+    let before = sim.calls().len();
+    let v = view("banned-1");
+    let e = chat.post(&Target(CHANNEL.into()), Content::Card(&v)).await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert!(
+        e.retry_after().is_some_and(|w| w >= Duration::from_secs(30)),
+        "a ban names no end: the caller stays away long ({:?})",
+        e.retry_after()
+    );
+    let e = chat.health_check().await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert_eq!(sim.calls().len() - before, 1, "one call met the ban; the next waited without asking");
+    assert!(sim.messages_in(CHANNEL).is_empty());
+}
+
+#[tokio::test]
+async fn discord_forbidden_channels_are_asked_once_per_post() {
+    let sim = discord_sim(DiscordSimConfig::default()).await;
+    let chat = discord(&sim);
+    for i in 0..3 {
+        let v = view(&format!("hidden-{i}"));
+        let e = chat.post(&Target(HIDDEN.into()), Content::Card(&v)).await.unwrap_err();
+        assert_eq!(kind(&e), &ErrorKind::Permanent, "{e:?}");
+    }
+    assert_eq!(
+        statuses(&sim.calls(), "POST /channels/{channel_id}/messages"),
+        [403, 403, 403],
+        "a refusal is not retried"
+    );
+    assert_eq!(sim.invalid_requests(), 3);
+}
+
+#[tokio::test]
+async fn mattermost_finds_its_post_in_a_channel_busier_than_since_returns() {
+    let sim = mattermost_sim(MattermostSimConfig::default()).await;
+    let chat = mattermost(&sim);
+    let target = Target(MM_CHANNEL.into());
+    let alice = "alice00000000000000000000a";
+    let since = SystemTime::now();
+    // More chatter than a `since` query returns, then our card, then more.
+    for i in 0..1001 {
+        sim.post_as(alice, MM_CHANNEL, &format!("chatter {i}"));
+    }
+    let v = view("busy-1");
+    let card = chat.post(&target, Content::Card(&v)).await.unwrap();
+    for i in 0..30 {
+        sim.post_as(alice, MM_CHANNEL, &format!("later {i}"));
+    }
+    assert_eq!(
+        chat.find_posted(Place::Target(&target), &Content::Card(&v).marker(), since).await.unwrap(),
+        Some(card),
+        "found, so an uncertain post is not made twice"
+    );
+    let other = view("never-posted");
+    assert_eq!(chat.find_posted(Place::Target(&target), &Content::Card(&other).marker(), since).await.unwrap(), None);
+}

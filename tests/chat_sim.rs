@@ -774,7 +774,8 @@ async fn discord_auth_and_user_agent() {
 
 #[tokio::test]
 async fn discord_message_limits() {
-    let sim = discord_with(DiscordSimConfig::default()).await;
+    // Many posts in a row to one channel: about validation, not pacing.
+    let sim = discord_with(DiscordSimConfig::default().without_rate_limits()).await;
     let c = client();
     let r = dpost(&c, &sim, CH, json!({"content": "hello"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -1659,4 +1660,146 @@ async fn posts_applied_then_5xx_or_reset_on_every_chat() {
     assert_eq!(outcome(mpost(&c)).await.unwrap(), 201);
     assert_eq!(mm_sim.posts_in(MM_CH).len(), 4, "every faulted post was applied");
     assert_eq!(mm_sim.applied_then_faulted().len(), 3);
+}
+
+// ------------------------------------------------ Discord's limits by default
+
+#[tokio::test]
+async fn discord_message_creation_is_limited_per_channel_by_default() {
+    let sim = discord_with(DiscordSimConfig::default()).await;
+    let c = client();
+    let mut bucket = None;
+    for left in (0..5).rev() {
+        let r = dpost(&c, &sim, CH, json!({"content": "hi"})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(header(&r, "x-ratelimit-limit"), "5");
+        assert_eq!(header(&r, "x-ratelimit-remaining"), left.to_string());
+        let after: f64 = header(&r, "x-ratelimit-reset-after").parse().unwrap();
+        assert!(after > 0.0 && after <= 5.0, "{after}");
+        let b = header(&r, "x-ratelimit-bucket").to_string();
+        assert_eq!(bucket.get_or_insert_with(|| b.clone()), &b, "one bucket for the route");
+        assert!(r.headers.get("x-ratelimit-scope").is_none(), "the scope comes with 429s only");
+    }
+    let r = dpost(&c, &sim, CH, json!({"content": "sixth"})).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(header(&r, "x-ratelimit-scope"), "user");
+    assert_eq!(header(&r, "x-ratelimit-remaining"), "0");
+    assert!(r.headers.get("x-ratelimit-global").is_none());
+    assert_eq!(r.body["global"], false);
+    let retry = r.body["retry_after"].as_f64().expect("retry_after is a float");
+    assert!(retry > 0.0 && retry <= 5.0, "{retry}");
+    let whole: f64 = header(&r, "retry-after").parse().unwrap();
+    assert!(whole >= retry && whole <= 5.0, "Retry-After {whole} rounds {retry} up");
+    assert_eq!(dpost(&c, &sim, CH2, json!({"content": "other channel"})).await.status, 200, "per channel");
+    // Reads of the channel are not the message-creation bucket.
+    assert_eq!(dc(&c, &sim, Method::GET, &format!("/channels/{CH}/messages"), None).await.status, 200);
+    assert_eq!(sim.messages_in(CH).len(), 5);
+}
+
+#[tokio::test]
+async fn discord_global_limit_is_fifty_a_second_by_default() {
+    let sim = discord_with(DiscordSimConfig::default()).await;
+    let c = client();
+    let replies = futures::future::join_all((0..150).map(|_| dc(&c, &sim, Method::GET, "/users/@me", None))).await;
+    let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok + limited.len(), 150);
+    assert!(!limited.is_empty(), "150 calls at once exceed 50 per second");
+    assert!(ok >= 50, "{ok} calls passed");
+    for r in limited {
+        assert_eq!(r.body["global"], true);
+        assert_eq!(header(r, "x-ratelimit-global"), "true");
+        assert_eq!(header(r, "x-ratelimit-scope"), "global");
+        assert!(r.body["retry_after"].as_f64().is_some_and(|s| s > 0.0 && s <= 1.0), "{}", r.text);
+        assert!(r.headers.get("x-ratelimit-bucket").is_none(), "no route bucket in a global 429");
+    }
+}
+
+#[tokio::test]
+async fn discord_enforced_nonces_are_per_author_across_channels() {
+    let sim = discord_with(DiscordSimConfig::default()).await;
+    let c = client();
+    let first = dpost(&c, &sim, CH, json!({"content": "a", "nonce": "same-nonce", "enforce_nonce": true})).await;
+    assert_eq!(first.status, 200);
+    // The same author, the same nonce, another channel: the first message.
+    let again = dpost(&c, &sim, CH2, json!({"content": "b", "nonce": "same-nonce", "enforce_nonce": true})).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["channel_id"], CH);
+    assert!(sim.messages_in(CH2).is_empty(), "nothing created in the second channel");
+    // Without enforce_nonce the nonce is only echoed.
+    let plain = dpost(&c, &sim, CH2, json!({"content": "c", "nonce": "same-nonce"})).await;
+    assert_ne!(plain.body["id"], first.body["id"]);
+    assert_eq!(sim.messages_in(CH2).len(), 1);
+}
+
+#[tokio::test]
+async fn discord_invalid_requests_earn_a_temporary_ban() {
+    let ban = Duration::from_millis(800);
+    let sim = discord_with(DiscordSimConfig::default().with_invalid_limit(RateWindow::new(6, Duration::from_secs(600)), ban)).await;
+    let c = client();
+    let bad_token = || c.get(format!("{}/users/@me", sim.base_url())).header("authorization", "Bot wrong").header("user-agent", UA);
+    for _ in 0..3 {
+        assert_eq!(send(bad_token()).await.status, 401);
+    }
+    assert_eq!(dpost(&c, &sim, LOCKED, json!({"content": "x"})).await.status, 403);
+    // Not invalid: a missing channel (404), a bad body (400), a success.
+    assert_eq!(dpost(&c, &sim, "1299999999999999999", json!({"content": "x"})).await.status, 404);
+    assert_eq!(dpost(&c, &sim, CH, json!({})).await.status, 400);
+    assert_eq!(dc(&c, &sim, Method::GET, "/users/@me", None).await.status, 200);
+    assert_eq!(sim.invalid_requests(), 4);
+    // A route limit's 429 counts too.
+    sim.set_route_limit("GET /users/@me", Some(RateWindow::new(1, Duration::from_secs(60))));
+    assert_eq!(dc(&c, &sim, Method::GET, "/users/@me", None).await.status, 200);
+    assert_eq!(dc(&c, &sim, Method::GET, "/users/@me", None).await.status, 429);
+    assert_eq!(sim.invalid_requests(), 5);
+    assert!(!sim.is_banned());
+    assert_eq!(send(bad_token()).await.status, 401, "the sixth invalid answer is still given");
+    assert!(sim.is_banned());
+    assert_eq!(sim.bans(), 1);
+
+    // Banned: every call, valid or not, meets a bare 429.
+    sim.set_route_limit("GET /users/@me", None);
+    for r in [dc(&c, &sim, Method::GET, "/users/@me", None).await, dpost(&c, &sim, CH2, json!({"content": "x"})).await] {
+        assert_eq!(r.status, 429);
+        assert_eq!(r.body["code"], 0);
+        assert!(r.body["message"].as_str().unwrap().contains("blocked from accessing our API temporarily"), "{}", r.text);
+        assert!(r.body.get("retry_after").is_none() && r.body.get("global").is_none(), "{}", r.text);
+        let named: Vec<&str> = r.headers.keys().map(|k| k.as_str()).filter(|k| k.starts_with("x-ratelimit") || *k == "retry-after").collect();
+        assert!(named.is_empty(), "no rate-limit headers during a ban: {named:?}");
+    }
+    assert!(sim.messages_in(CH2).is_empty());
+    let start = Instant::now();
+    while sim.is_banned() {
+        assert!(start.elapsed() < ban * 5, "the ban ends");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(dc(&c, &sim, Method::GET, "/users/@me", None).await.status, 200, "lifted after its time");
+}
+
+// --------------------------------------------- Mattermost's cap on `since`
+
+#[tokio::test]
+async fn mattermost_since_returns_at_most_a_thousand_posts() {
+    let sim = mattermost_with(MattermostSimConfig::default()).await;
+    let c = client();
+    let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64 - 1;
+    let first = sim.post_as(MM_USER, MM_CH, "first");
+    for i in 0..1004 {
+        sim.post_as(MM_USER, MM_CH, &format!("chatter {i}"));
+    }
+    let last = sim.post_as(MM_USER, MM_CH, "last");
+    let r = mm(&c, &sim, Method::GET, &format!("/channels/{MM_CH}/posts?since={since}&page=0&per_page=5000"), None).await;
+    assert_eq!(r.status, 200);
+    let order: Vec<&str> = r.body["order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(order.len(), 1000, "capped, page and per_page ignored");
+    assert!(order.contains(&first.as_str()), "the least recently updated are kept");
+    assert!(!order.contains(&last.as_str()), "the newest fall off");
+    // Pages reach every post.
+    let newest = mm(&c, &sim, Method::GET, &format!("/channels/{MM_CH}/posts?page=0&per_page=200"), None).await;
+    assert_eq!(newest.body["order"][0], last.as_str());
+    let oldest = mm(&c, &sim, Method::GET, &format!("/channels/{MM_CH}/posts?page=5&per_page=200"), None).await;
+    let ids: Vec<&Value> = oldest.body["order"].as_array().unwrap().iter().collect();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(ids.last().unwrap().as_str(), Some(first.as_str()));
 }

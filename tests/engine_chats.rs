@@ -126,6 +126,7 @@ fn restart_mid_burst_with(which: &'static str, edit: impl Fn(String) -> String) 
     let (env, sim) = main.block_on(async {
         let env = Env::new().await;
         let sim = Sim::start(which).await;
+        sim.without_rate_limits();
         (env, sim)
     });
     let extra = "[plugin]\ninstance_id = \"replica-0\"\nconcurrency = 16\n";
@@ -197,7 +198,12 @@ async fn rate_limit_storm(which: &str) {
     let sim = Sim::start(which).await;
     match &sim {
         Sim::Slack(s) => s.set_rate_limit("chat.postMessage", Some(RateWindow::new(5, Duration::from_secs(1)))),
-        Sim::Discord(s) => s.set_global_limit(Some(RateWindow::new(5, Duration::from_secs(1)))),
+        Sim::Discord(s) => {
+            // The storm is the global limit; the per-channel posting limit
+            // (5 per 5 s by default) would only stretch 40 posts to 40 s.
+            sim.without_rate_limits();
+            s.set_global_limit(Some(RateWindow::new(5, Duration::from_secs(1))))
+        }
         Sim::Mattermost(s) => s.set_rate_limit(Some(RateWindow::new(5, Duration::from_secs(1)))),
     }
     let running = start_plugin(&env, &sim, "").await;
@@ -244,6 +250,7 @@ async fn mattermost_429_storm_loses_nothing() {
 async fn two_instances(which: &str) {
     let env = Env::new().await;
     let sim = Sim::start(which).await;
+    sim.without_rate_limits();
     let a = start_plugin(&env, &sim, "[plugin]\ninstance_id = \"replica-a\"\n").await;
     let b = start_plugin(&env, &sim, "[plugin]\ninstance_id = \"replica-b\"\n").await;
     let mut ids: Vec<String> = (1..60).map(|i| env.sim.request(&format!("u{i}"), &["x"], "").id().to_string()).collect();

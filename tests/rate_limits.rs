@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use common::{Env, eventually};
 use teleport_plugin::app::{Extras, Running, launch};
 use teleport_plugin_sim::access::AccessRequestExt;
-use teleport_plugin_sim::chat::{ChatSim, RateWindow, SimChannel, SlackSim, SlackSimConfig, TokenRule, WindowCall};
+use teleport_plugin_sim::chat::{
+    ChatSim, DiscordSim, DiscordSimConfig, RateWindow, SimChannel, SlackSim, SlackSimConfig, TokenRule, WindowCall,
+};
 
 const BUSY: &str = "C0BUSY0001";
 const QUIET: &str = "C0QUIET001";
@@ -166,5 +168,55 @@ async fn card_updates_waiting_for_a_window_are_replaced_by_newer_states() {
     assert_eq!(replies, 6, "one thread reply per review");
     let ignored = ignored_windows(&sim);
     assert!(ignored.is_empty(), "calls inside announced windows: {ignored:#?}");
+    running.stop(Duration::from_secs(5)).await;
+}
+
+const DISCORD_CHANNEL: &str = "1400000000000000001";
+
+/// Deliveries the plugin gave up on for `chat`, from its metrics.
+fn failures(running: &Running, chat: &str) -> u64 {
+    teleport_plugin::metrics::encode(&running.registry)
+        .lines()
+        .filter(|l| l.starts_with("teleport_plugin_failures_total{") && l.contains(&format!("chat=\"{chat}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_revoked_discord_token_does_not_earn_a_ban() {
+    let env = Env::new().await;
+    // Ten invalid answers ban the address here (Discord: 10,000 in 10
+    // minutes), more than the four calls that can be in flight when the
+    // token dies, fewer than the cards to post.
+    let sim = DiscordSim::start(
+        DiscordSimConfig::default()
+            .with_channel(SimChannel::new(DISCORD_CHANNEL, "access"))
+            .with_invalid_limit(RateWindow::new(10, Duration::from_secs(600)), Duration::from_secs(600)),
+    )
+    .await;
+    let section = format!(
+        "[plugin]\nconcurrency = 4\n[discord]\ntoken = \"discord-sim-token\"\napi_url = \"{}\"\n[role_to_recipients]\n\"*\" = \"{DISCORD_CHANNEL}\"\n",
+        sim.base_url()
+    );
+    let cfg = env.config(&section);
+    let chats = teleport_plugin::cli::build_chats(&cfg).unwrap();
+    let running = launch(&cfg, chats, Extras::default()).await.expect("launch");
+    assert!(running.ready(Duration::from_secs(10)).await);
+    sim.revoke_token("discord-sim-token");
+    for i in 0..24 {
+        env.sim.request(&format!("u{i}"), &["editor"], "");
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || failures(&running, "discord") >= 24).await,
+        "every card given up on: {} failures, {} answers 401, {} answers 429, banned: {}",
+        failures(&running, "discord"),
+        sim.core().calls().iter().filter(|c| c.status == 401).count(),
+        sim.core().calls().iter().filter(|c| c.status == 429).count(),
+        sim.bans() > 0
+    );
+    assert_eq!(sim.bans(), 0, "the address was not banned");
+    let refused = sim.core().calls().iter().filter(|c| c.status == 401).count();
+    assert!((1..=4).contains(&refused), "the dead token went out only with the calls in flight: {refused} 401s");
+    assert!(sim.messages().is_empty());
     running.stop(Duration::from_secs(5)).await;
 }

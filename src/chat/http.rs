@@ -244,6 +244,13 @@ pub trait Api: Send + Sync + 'static {
     /// Learns rate-limit state from any answer (e.g. "0 calls left for 2 s").
     fn observe(&self, _req: &Request, _reply: &Reply, _gate: &RateGate) {}
 
+    /// A failure known without asking: one the API gave moments ago that
+    /// sending again would only repeat (Discord bans addresses that keep
+    /// making requests it refuses). Checked before every attempt.
+    fn refuse(&self, _req: &Request) -> Option<ChatError> {
+        None
+    }
+
     fn judge(&self, req: &Request, reply: &Reply) -> Verdict;
 }
 
@@ -447,6 +454,9 @@ impl<A: Api> Http<A> {
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
+            if let Some(e) = self.api.refuse(&req) {
+                return Err(with_applied(e, maybe_applied));
+            }
             let bucket = self.api.bucket(&req);
             // A replaceable call waits only for a turn that is (nearly) due.
             let latest = if req.replaceable { Instant::now() + REPLACEABLE_WAIT } else { deadline };

@@ -84,6 +84,17 @@ impl Sim {
         }
     }
 
+    /// Lifts Discord's default posting and global limits (5 posts per 5 s
+    /// per channel, 50 calls per second), for bursts of hundreds of cards in
+    /// one channel that are about something else; the limits have their own
+    /// tests. The ban on invalid requests stays. No-op for the others.
+    pub fn without_rate_limits(&self) {
+        if let Sim::Discord(s) = self {
+            s.set_route_limit(teleport_plugin_sim::chat::discord::POST_MESSAGE_ROUTE, Some(teleport_plugin_sim::chat::RateWindow::new(10_000, std::time::Duration::from_secs(1))));
+            s.set_global_limit(None);
+        }
+    }
+
     pub fn core(&self) -> &SimCore {
         match self {
             Sim::Slack(s) => ChatSim::core(s),

@@ -4,6 +4,13 @@
 //! `DiscordBot`. Responses of known routes carry Discord's rate-limit headers;
 //! buckets are per route and major parameter (the channel id).
 //!
+//! The limits are on by default, as on Discord: message creation 5 per 5 s
+//! per channel, 50 requests per second per bot across routes, and the
+//! invalid-request ban (10,000 answers 401, 403 or 429 — shared-scope 429s
+//! excepted — within 10 minutes block the address for a while: every call
+//! then gets a bare 429 without rate-limit headers or `retry_after`). Tests
+//! that need no limits turn them off explicitly.
+//!
 //! Messages keep their `components` (action rows of buttons, checked as
 //! Discord does); clicks on them are built from the stored message and come
 //! over the fake Gateway ([`gateway`]) or a signed interactions endpoint
@@ -13,7 +20,7 @@
 pub mod gateway;
 pub mod interactions;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,6 +58,21 @@ const MAX_ROW_BUTTONS: usize = 5;
 const MAX_CUSTOM_ID: usize = 100;
 const MAX_LABEL: usize = 80;
 
+/// The message-creation route, limited per channel by default.
+pub const POST_MESSAGE_ROUTE: &str = "POST /channels/{channel_id}/messages";
+/// Message creation as Discord limits it per channel (observed 5 per 5 s;
+/// Discord announces the figure in the bucket headers, never in its docs).
+pub const POST_MESSAGE_LIMIT: RateWindow = RateWindow::new(5, Duration::from_secs(5));
+/// Discord's documented global limit: 50 requests per second per bot.
+pub const GLOBAL_LIMIT: RateWindow = RateWindow::new(50, Duration::from_secs(1));
+/// Discord's documented invalid-request limit: 10,000 per 10 minutes.
+pub const INVALID_REQUEST_LIMIT: RateWindow = RateWindow::new(10_000, Duration::from_secs(600));
+/// How long a ban lasts. Discord only says "temporarily"; an hour is what
+/// banned bots report.
+pub const BAN_DURATION: Duration = Duration::from_secs(3600);
+/// The body of a banned address's answers (no `retry_after`, no `global`).
+const BANNED_MESSAGE: &str = "You are being blocked from accessing our API temporarily due to exceeding our rate limits frequently. Please read our docs at https://discord.com/developers/docs/topics/rate-limits to prevent this moving forward.";
+
 /// The lowest snowflake Discord could have issued at `t`; `after=` this id
 /// selects messages created at or after `t`.
 pub fn snowflake_at(t: SystemTime) -> u64 {
@@ -74,12 +96,18 @@ pub struct DiscordSimConfig {
     /// Guild text channels; `bot_is_member: false` means no access (50001).
     pub channels: Vec<SimChannel>,
     /// Budget of every route bucket without an entry in `route_limits`.
-    /// The default is generous so that only tests asking for limits meet them.
+    /// The default is generous: Discord's other per-route figures vary.
     pub route_limit: RateWindow,
-    /// Per-route budgets keyed by route, e.g. `POST /channels/{channel_id}/messages`.
+    /// Per-route budgets keyed by route, e.g. `POST /channels/{channel_id}/messages`
+    /// (by default [`POST_MESSAGE_LIMIT`] for that route).
     pub route_limits: HashMap<String, RateWindow>,
-    /// Budget across all routes, if any.
+    /// Budget across all routes per bot ([`GLOBAL_LIMIT`]); `None` turns it off.
     pub global_limit: Option<RateWindow>,
+    /// Invalid answers (401, 403, 429 other than `shared` scope) tolerated
+    /// within the window before the address is banned ([`INVALID_REQUEST_LIMIT`]).
+    pub invalid_limit: RateWindow,
+    /// How long a ban lasts ([`BAN_DURATION`]).
+    pub ban_duration: Duration,
     /// How long a nonce sent with `enforce_nonce` deduplicates.
     pub nonce_window: Duration,
 }
@@ -94,8 +122,10 @@ impl Default for DiscordSimConfig {
             users: Vec::new(),
             channels: Vec::new(),
             route_limit: RateWindow::new(10_000, Duration::from_secs(1)),
-            route_limits: HashMap::new(),
-            global_limit: None,
+            route_limits: HashMap::from([(POST_MESSAGE_ROUTE.to_owned(), POST_MESSAGE_LIMIT)]),
+            global_limit: Some(GLOBAL_LIMIT),
+            invalid_limit: INVALID_REQUEST_LIMIT,
+            ban_duration: BAN_DURATION,
             nonce_window: Duration::from_secs(180),
         }
     }
@@ -114,6 +144,20 @@ impl DiscordSimConfig {
 
     pub fn with_route_limit(mut self, route: &str, rule: RateWindow) -> Self {
         self.route_limits.insert(route.to_owned(), rule);
+        self
+    }
+
+    /// No per-route limit on message creation and no global limit (the ban
+    /// on invalid requests stays), for tests about something else.
+    pub fn without_rate_limits(mut self) -> Self {
+        self.route_limits.remove(POST_MESSAGE_ROUTE);
+        self.global_limit = None;
+        self
+    }
+
+    pub fn with_invalid_limit(mut self, rule: RateWindow, ban: Duration) -> Self {
+        self.invalid_limit = rule;
+        self.ban_duration = ban;
         self
     }
 }
@@ -165,13 +209,14 @@ struct State_ {
     users: BTreeMap<String, SimUser>,
     channels: BTreeMap<String, Channel>,
     messages: BTreeMap<u64, DiscordMessage>,
-    /// Nonce to (message id, creation instant).
-    nonces: HashMap<String, (u64, Instant)>,
+    /// (author, nonce) to (message id, creation instant).
+    nonces: HashMap<(String, String), (u64, Instant)>,
     dms_closed: HashSet<String>,
     last_snowflake: u64,
     route_limit: RateWindow,
     route_limits: HashMap<String, RateWindow>,
     global_limit: Option<RateWindow>,
+    invalid: InvalidRequests,
     nonce_window: Duration,
     windows: FixedWindows,
     interactions: Vec<interactions::Stored>,
@@ -357,6 +402,7 @@ impl DiscordSim {
             route_limit: config.route_limit,
             route_limits: config.route_limits,
             global_limit: config.global_limit,
+            invalid: InvalidRequests::new(config.invalid_limit, config.ban_duration),
             nonce_window: config.nonce_window,
             windows: FixedWindows::default(),
             interactions: Vec::new(),
@@ -448,6 +494,37 @@ impl DiscordSim {
         let mut st = self.state();
         st.global_limit = rule;
         st.windows.clear();
+    }
+
+    /// Invalid answers counted in the current window (401, 403, non-shared 429).
+    pub fn invalid_requests(&self) -> usize {
+        let mut st = self.state();
+        st.invalid.expire(Instant::now());
+        st.invalid.seen.len()
+    }
+
+    /// How many bans the address has had.
+    pub fn bans(&self) -> u32 {
+        self.state().invalid.bans
+    }
+
+    /// Whether the address is banned now.
+    pub fn is_banned(&self) -> bool {
+        self.state().invalid.banned(Instant::now())
+    }
+
+    /// Ban the address now for `d`, as when another client behind the same
+    /// address used up the invalid-request budget.
+    pub fn ban_for(&self, d: Duration) {
+        let mut st = self.state();
+        st.invalid.until = Some(Instant::now() + d);
+        st.invalid.bans += 1;
+    }
+
+    pub fn lift_ban(&self) {
+        let mut st = self.state();
+        st.invalid.until = None;
+        st.invalid.seen.clear();
     }
 
     /// Make DMs to `user` fail with 50007, as when the user blocks DMs.
@@ -899,8 +976,73 @@ fn is_empty_message(content: &str, embeds: &[Value]) -> bool {
     content.trim().is_empty() && embeds.is_empty()
 }
 
-/// User-Agent, token and rate-limit checks in front of every route.
+/// Invalid answers within a sliding window, and the ban they lead to.
+struct InvalidRequests {
+    limit: RateWindow,
+    ban: Duration,
+    seen: VecDeque<Instant>,
+    until: Option<Instant>,
+    bans: u32,
+}
+
+impl InvalidRequests {
+    fn new(limit: RateWindow, ban: Duration) -> Self {
+        Self { limit, ban, seen: VecDeque::new(), until: None, bans: 0 }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self.seen.front().is_some_and(|t| now.duration_since(*t) >= self.limit.window) {
+            self.seen.pop_front();
+        }
+    }
+
+    fn banned(&self, now: Instant) -> bool {
+        self.until.is_some_and(|u| now < u)
+    }
+
+    /// Counts `response` if Discord counts it: 401, 403, and 429 unless its
+    /// scope is `shared` (a per-resource limit nobody could have avoided).
+    fn count(&mut self, response: &Response, now: Instant) {
+        let status = response.status().as_u16();
+        let shared = response.headers().get(X_SCOPE).is_some_and(|v| v == "shared");
+        let invalid = match status {
+            401 | 403 => true,
+            429 => !shared,
+            _ => false,
+        };
+        if !invalid {
+            return;
+        }
+        self.expire(now);
+        self.seen.push_back(now);
+        if self.seen.len() >= self.limit.limit as usize {
+            self.seen.clear();
+            self.until = Some(now + self.ban);
+            self.bans += 1;
+        }
+    }
+}
+
+/// What a banned address gets: a 429 without rate-limit headers, without
+/// `Retry-After` and without `retry_after` (the block is answered in front
+/// of the API, so nothing says when it ends).
+fn banned_response() -> Response {
+    json(StatusCode::TOO_MANY_REQUESTS, json!({"message": BANNED_MESSAGE, "code": 0}))
+}
+
+/// The ban in front of everything, then the API's own checks; every answer
+/// is counted towards the invalid-request limit.
 async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if lock(&shared.state).invalid.banned(Instant::now()) {
+        return banned_response();
+    }
+    let response = checks(shared.clone(), req, next).await;
+    lock(&shared.state).invalid.count(&response, Instant::now());
+    response
+}
+
+/// User-Agent, token and rate-limit checks in front of every route.
+async fn checks(shared: Arc<Shared>, req: Request, next: Next) -> Response {
     // The interaction token in the path authenticates these; no bot token.
     let path = req.uri().path();
     if path.starts_with("/api/v10/interactions/") || path.starts_with("/api/v10/webhooks/") || path == "/api/v10/gateway" {
@@ -1157,8 +1299,12 @@ async fn create_message(
     let enforce = obj.get("enforce_nonce").and_then(Value::as_bool) == Some(true);
     let window = st.nonce_window;
     st.nonces.retain(|_, (_, at)| at.elapsed() < window);
+    // Discord checks the nonce per author ("another message created by the
+    // same author with the same nonce"), whatever the channel: a repeat in
+    // another channel returns the first message and creates nothing.
+    let key = nonce.as_ref().map(|(n, _)| (st.bot_id.clone(), n.clone()));
     if enforce
-        && let Some((key, _)) = &nonce
+        && let Some(key) = &key
         && let Some((existing, _)) = st.nonces.get(key)
         && let Some(m) = st.messages.get(existing)
     {
@@ -1177,7 +1323,7 @@ async fn create_message(
         edited_timestamp: None,
         history: Vec::new(),
     };
-    if let Some((key, _)) = nonce {
+    if let Some(key) = key {
         st.nonces.insert(key, (id, Instant::now()));
     }
     let rendered = st.render(&msg);

@@ -420,6 +420,30 @@ impl MattermostSim {
         self.state().posts.get(id).cloned()
     }
 
+    /// A post by someone else (`user_id`) in `channel_id`, as channel
+    /// traffic between the bot's own posts; returns its id.
+    pub fn post_as(&self, user_id: &str, channel_id: &str, message: &str) -> String {
+        let mut st = self.state();
+        let now = st.next_millis();
+        let p = MattermostPost {
+            id: new_id(),
+            channel_id: channel_id.to_owned(),
+            root_id: String::new(),
+            user_id: user_id.to_owned(),
+            message: message.to_owned(),
+            props: json!({}),
+            pending_post_id: String::new(),
+            create_at: now,
+            update_at: now,
+            edit_at: 0,
+            history: Vec::new(),
+        };
+        let id = p.id.clone();
+        st.order.push(id.clone());
+        st.posts.insert(id.clone(), p);
+        id
+    }
+
     /// Replies to `root_id`, oldest first.
     pub fn replies(&self, root_id: &str) -> Vec<MattermostPost> {
         self.posts()
@@ -991,6 +1015,9 @@ async fn get_thread(State(shared): State<Arc<Shared>>, Path(post_id): Path<Strin
     Ok(json(StatusCode::OK, st.post_list(ids)))
 }
 
+/// Most posts a `since` query returns.
+pub const SINCE_LIMIT: usize = 1000;
+
 async fn channel_posts(
     State(shared): State<Arc<Shared>>,
     Path(channel_id): Path<String>,
@@ -1015,11 +1042,15 @@ async fn channel_posts(
     let ids: Vec<String> = match param("since") {
         Some(raw) => {
             let since: i64 = raw.parse().map_err(|_| url_param("since"))?;
-            // Posts created or modified after `since`.
-            in_channel
-                .filter(|(_, updated, _)| *updated > since)
-                .map(|(_, _, id)| id)
-                .collect()
+            // Posts created or modified after `since`, at most
+            // SINCE_LIMIT of them: the server's query ends in `LIMIT 1000`
+            // with no ORDER BY before it and ignores page / per_page. The
+            // (ChannelId, UpdateAt) index hands rows out least recently
+            // updated first, so those are the ones kept.
+            let mut hits: Vec<(i64, i64, String)> = in_channel.filter(|(_, updated, _)| *updated > since).collect();
+            hits.sort_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
+            hits.truncate(SINCE_LIMIT);
+            hits.into_iter().map(|(_, _, id)| id).collect()
         }
         None => {
             let page: usize = match param("page") {

@@ -7,6 +7,12 @@
 //! `global: true` closes every route. Posts carry a nonce with
 //! `enforce_nonce`, so Discord itself drops a repeated post.
 //!
+//! Discord temporarily bans an address that makes too many invalid requests
+//! (401, 403, 429). So a rejected token stops every call for a while (one
+//! call probes again after [`TOKEN_RECHECK`]), and a 429 that is not
+//! Discord's limiter talking (no `retry_after`: the ban itself) pauses every
+//! route for [`BAN_WAIT`] unless it says how long.
+//!
 //! Review from Discord: cards carry Approve/Deny buttons; clicks arrive
 //! over the Gateway ([`gateway`]) or, with `discord.public_key`, at the
 //! signed HTTP endpoint ([`endpoint`]). Each is answered at once with a
@@ -44,6 +50,10 @@ const PAGE_SIZE: usize = 100;
 
 /// Added to header-announced resets.
 const RESET_MARGIN: Duration = Duration::from_millis(50);
+/// After a 401, calls fail here without reaching Discord for this long.
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(60);
+/// How long every route pauses after a ban answer that names no end.
+pub const BAN_WAIT: Duration = Duration::from_secs(60);
 
 const POST_ROUTE: &str = "POST /channels/{channel_id}/messages";
 const LIST_ROUTE: &str = "GET /channels/{channel_id}/messages";
@@ -85,9 +95,7 @@ impl DiscordChat {
             env!("CARGO_PKG_VERSION"),
             http::user_agent()
         );
-        let api = DiscordApi {
-            buckets: Mutex::default(),
-        };
+        let api = DiscordApi::default();
         let http = Http::new(api_url, &format!("Bot {}", token.expose()), &ua, opts, api)?;
         Ok(Self {
             http,
@@ -382,9 +390,17 @@ impl Chat for DiscordChat {
 }
 
 /// Reads Discord answers and its rate-limit headers.
+#[derive(Default)]
 struct DiscordApi {
     /// Route → Discord's bucket hash, as the headers told us.
     buckets: Mutex<HashMap<String, String>>,
+    /// When Discord last rejected the bot token, and the error it gave.
+    token_rejected: Mutex<Option<(std::time::Instant, ChatError)>>,
+}
+
+/// Routes authenticated by the interaction token in the path, not the bot token.
+fn bot_token_route(route: &str) -> bool {
+    !(route.starts_with("POST /interactions/") || route.starts_with("PATCH /webhooks/"))
 }
 
 impl Api for DiscordApi {
@@ -399,7 +415,19 @@ impl Api for DiscordApi {
         }
     }
 
+    fn refuse(&self, req: &Request) -> Option<ChatError> {
+        if !bot_token_route(&req.route) {
+            return None;
+        }
+        let rejected = lock(&self.token_rejected);
+        let (at, e) = rejected.as_ref()?;
+        (at.elapsed() < TOKEN_RECHECK).then(|| e.clone())
+    }
+
     fn observe(&self, req: &Request, reply: &Reply, gate: &RateGate) {
+        if reply.status.is_success() && bot_token_route(&req.route) {
+            *lock(&self.token_rejected) = None;
+        }
         if let Some(hash) = reply.header("x-ratelimit-bucket").filter(|h| !h.is_empty()) {
             lock(&self.buckets).insert(req.route.clone(), hash.to_string());
         }
@@ -417,9 +445,19 @@ impl Api for DiscordApi {
         let body = reply.json();
         if status == 429 {
             let b = body.unwrap_or_default();
-            let after = b["retry_after"]
-                .as_f64()
-                .and_then(|s| http::parse_secs(&s.to_string()))
+            let stated = b["retry_after"].as_f64().and_then(|s| http::parse_secs(&s.to_string()));
+            if stated.is_none() && reply.header("x-ratelimit-scope").is_none() {
+                // Discord's limiter always says `retry_after`; without it
+                // this is the ban on the address (invalid requests), and
+                // every call would meet it.
+                let after = reply.header_secs("retry-after").unwrap_or(BAN_WAIT);
+                tracing::warn!(
+                    wait_s = after.as_secs(),
+                    "Discord is refusing this address for a while (too many invalid requests: 401, 403, 429); pausing every call"
+                );
+                return Verdict::Limited { after, global: true };
+            }
+            let after = stated
                 .or_else(|| reply.header_secs("retry-after"))
                 .unwrap_or(Duration::from_secs(1));
             let global = b["global"] == true || reply.header("x-ratelimit-global") == Some("true");
@@ -443,9 +481,15 @@ impl Api for DiscordApi {
         let message = b["message"].as_str().unwrap_or("no details");
         let subject = req.subject.as_str();
         let e = match (status, code) {
-            (401, _) => ChatError::permanent(format!(
-                "the Discord token was rejected ({message}): check discord.token (a bot token from the Developer Portal)"
-            )),
+            (401, _) => {
+                let e = ChatError::permanent(format!(
+                    "the Discord token was rejected ({message}): check discord.token (a bot token from the Developer Portal)"
+                ));
+                if bot_token_route(&req.route) {
+                    *lock(&self.token_rejected) = Some((std::time::Instant::now(), e.clone()));
+                }
+                e
+            }
             (403, 50001 | 50013) => ChatError::permanent(format!(
                 "the bot lacks access to channel {subject}: give it View Channel and Send Messages \
                  (and Read Message History, to avoid duplicates after a crash) there"
@@ -545,9 +589,7 @@ mod tests {
 
     #[test]
     fn discord_errors_map_to_kinds_and_fixes() {
-        let api = DiscordApi {
-            buckets: Mutex::default(),
-        };
+        let api = DiscordApi::default();
         let e = fail(api.judge(
             &post_req(),
             &reply(401, json!({"message": "401: Unauthorized", "code": 0}), &[]),
@@ -602,9 +644,7 @@ mod tests {
 
     #[test]
     fn discord_rate_limits_close_buckets() {
-        let api = DiscordApi {
-            buckets: Mutex::default(),
-        };
+        let api = DiscordApi::default();
         let gate = RateGate::default();
         let req = post_req();
         assert_eq!(api.bucket(&req), format!("{POST_ROUTE}:42"));
@@ -642,6 +682,42 @@ mod tests {
             api.judge(&req, &reply(502, json!(null), &[])),
             Verdict::Retry(_)
         ));
+    }
+
+    #[test]
+    fn a_ban_answer_pauses_every_route() {
+        let api = DiscordApi::default();
+        let req = post_req();
+        let banned = reply(429, json!({"message": "You are being blocked from accessing our API temporarily", "code": 0}), &[]);
+        assert!(matches!(api.judge(&req, &banned), Verdict::Limited { after, global: true } if after == BAN_WAIT));
+        // Cloudflare's own page, with a Retry-After.
+        let mut page = reply(429, json!(null), &[("retry-after", "120")]);
+        page.body = b"<html>error code: 1015</html>".to_vec();
+        assert!(matches!(api.judge(&req, &page), Verdict::Limited { after, global: true } if after == Duration::from_secs(120)));
+        // Discord's limiter always says retry_after: a route limit stays a route limit.
+        let route = reply(429, json!({"message": "You are being rate limited.", "retry_after": 0.5, "global": false}), &[("x-ratelimit-scope", "user")]);
+        assert!(matches!(api.judge(&req, &route), Verdict::Limited { global: false, .. }));
+    }
+
+    #[test]
+    fn a_rejected_token_is_not_sent_until_the_recheck() {
+        let api = DiscordApi::default();
+        let req = post_req();
+        assert_eq!(api.refuse(&req), None);
+        let e = fail(api.judge(&req, &reply(401, json!({"message": "401: Unauthorized", "code": 0}), &[])));
+        assert_eq!(api.refuse(&req), Some(e));
+        let callback = Request::post(CALLBACK_ROUTE, &["interactions", "1", "t", "callback"]);
+        assert_eq!(api.refuse(&callback), None, "interaction calls carry their own token");
+        if let Some((at, _)) = lock(&api.token_rejected).as_mut()
+            && let Some(earlier) = at.checked_sub(TOKEN_RECHECK)
+        {
+            *at = earlier;
+        }
+        assert_eq!(api.refuse(&req), None, "one call asks again after the recheck interval");
+        let gate = RateGate::default();
+        api.judge(&req, &reply(401, json!({"message": "401: Unauthorized", "code": 0}), &[]));
+        api.observe(&req, &reply(200, json!({"id": "1"}), &[]), &gate);
+        assert_eq!(api.refuse(&req), None, "a success clears the refusal");
     }
 
     #[test]

@@ -398,14 +398,8 @@ impl Chat for MattermostChat {
         let since_ms = unix_ms(since.checked_sub(Duration::from_secs(1)).unwrap_or(since));
         let (list, channel, root) = match place {
             Place::Target(t) => {
-                let req = Self::req(
-                    Method::GET,
-                    "GET /channels/{channel_id}/posts",
-                    &["channels", &t.0, "posts"],
-                )
-                .query("since", since_ms.to_string())
-                .about(&t.0);
-                (self.http.call(req).await?, t.0.clone(), String::new())
+                let found = self.find_in_channel(&t.0, &bot, marker, since_ms).await?;
+                return Ok(found.map(|id| MessageRef { channel_id: t.0.clone(), message_id: id }));
             }
             Place::Thread(parent) => {
                 let req = Self::req(
@@ -422,19 +416,55 @@ impl Chat for MattermostChat {
                 )
             }
         };
-        let found = posts_of(&list).into_iter().find(|p| {
-            p["user_id"] == bot.as_str()
-                && p["root_id"].as_str().unwrap_or_default() == root
-                && p["delete_at"].as_i64().unwrap_or(0) == 0
-                && p["create_at"].as_i64().unwrap_or(0) >= since_ms
-                && render::has_marker(p, marker)
-        });
+        let found = posts_of(&list).into_iter().find(|p| is_ours(p, &bot, &root, marker, since_ms));
         Ok(found.and_then(|p| p["id"].as_str()).map(|id| MessageRef {
             channel_id: channel,
             message_id: id.to_string(),
         }))
     }
 }
+
+/// Whether `p` is the bot's live post with `marker` under `root` (empty:
+/// top level), created at or after `since_ms`.
+fn is_ours(p: &Value, bot: &str, root: &str, marker: &Marker, since_ms: i64) -> bool {
+    p["user_id"] == bot
+        && p["root_id"].as_str().unwrap_or_default() == root
+        && p["delete_at"].as_i64().unwrap_or(0) == 0
+        && p["create_at"].as_i64().unwrap_or(0) >= since_ms
+        && render::has_marker(p, marker)
+}
+
+impl MattermostChat {
+    /// Our top-level post with `marker` in `channel`, newest pages first
+    /// until the pages reach back past `since_ms`. Not `?since=`: the server
+    /// returns at most 1000 posts for it, in no stated order, so a busy
+    /// channel can hide the post (and a repost would double it).
+    async fn find_in_channel(&self, channel: &str, bot: &str, marker: &Marker, since_ms: i64) -> Result<Option<String>, ChatError> {
+        for page in 0..MAX_PAGES {
+            let req = Self::req(Method::GET, "GET /channels/{channel_id}/posts", &["channels", channel, "posts"])
+                .query("page", page.to_string())
+                .query("per_page", PAGE_SIZE.to_string())
+                .about(channel);
+            let list = self.http.call(req).await?;
+            let posts = posts_of(&list);
+            if let Some(p) = posts.iter().find(|p| is_ours(p, bot, "", marker, since_ms)) {
+                return Ok(p["id"].as_str().map(str::to_string));
+            }
+            // Newest first: a post older than `since_ms` ends the search.
+            let reached = posts.iter().any(|p| p["create_at"].as_i64().unwrap_or(0) < since_ms);
+            if reached || posts.len() < PAGE_SIZE {
+                return Ok(None);
+            }
+        }
+        tracing::warn!(channel, pages = MAX_PAGES, "gave up looking for an earlier post in a very busy channel");
+        Ok(None)
+    }
+}
+
+/// Posts per page when looking for a post (the server's maximum).
+const PAGE_SIZE: usize = 200;
+/// Pages read at most when looking for a post.
+const MAX_PAGES: usize = 25;
 
 /// Reads Mattermost answers and its rate-limit headers.
 struct MattermostApi;
