@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from chartkit import _chart, load_values, release_name, NAMESPACE
+from chartkit import load_values, render_files
 
 GOLDEN = Path(__file__).resolve().parent / "rendered" / "slack-rbac.yaml"
 # Identity from tbot's Secret (read through the API) and CRD routing in the
@@ -29,9 +29,7 @@ HEADER = (
 
 
 def rendered_rbac() -> str:
-    out = _chart("slack").render(
-        values=load_values(*VALUES), name=release_name("slack"), namespace=NAMESPACE, is_install=True
-    )
+    out = render_files("slack", load_values(*VALUES))
     return HEADER + out[TEMPLATE].lstrip("\n")
 
 
