@@ -194,26 +194,26 @@ pub(crate) fn validate(schema: &Value, value: &Value, path: &str, errors: &mut V
             ));
             return;
         }
-    } else if let Some(want) = schema.get("type").and_then(Value::as_str) {
-        if !type_ok(want, value) {
-            let got = type_name(value);
-            errors.push(FieldError::new(
-                path,
-                "FieldValueTypeInvalid",
-                format!("Invalid value: \"{got}\": {shown_path} in body must be of type {want}: \"{got}\""),
-            ));
-            return;
-        }
+    } else if let Some(want) = schema.get("type").and_then(Value::as_str)
+        && !type_ok(want, value)
+    {
+        let got = type_name(value);
+        errors.push(FieldError::new(
+            path,
+            "FieldValueTypeInvalid",
+            format!("Invalid value: \"{got}\": {shown_path} in body must be of type {want}: \"{got}\""),
+        ));
+        return;
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            let list: Vec<String> = allowed.iter().map(shown).collect();
-            errors.push(FieldError::new(
-                path,
-                "FieldValueNotSupported",
-                format!("Unsupported value: {}: supported values: {}", shown(value), list.join(", ")),
-            ));
-        }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(shown).collect();
+        errors.push(FieldError::new(
+            path,
+            "FieldValueNotSupported",
+            format!("Unsupported value: {}: supported values: {}", shown(value), list.join(", ")),
+        ));
     }
     let num = |k: &str| schema.get(k).and_then(Value::as_f64);
     let flag = |k: &str| schema.get(k) == Some(&Value::Bool(true));
@@ -279,10 +279,10 @@ pub(crate) fn validate(schema: &Value, value: &Value, path: &str, errors: &mut V
 
 fn validate_object(schema: &Value, map: &Map<String, Value>, path: &str, errors: &mut Vec<FieldError>) {
     for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(k) = req.as_str() {
-            if !map.contains_key(k) {
-                errors.push(FieldError::new(&child(path, k), "FieldValueRequired", "Required value".into()));
-            }
+        if let Some(k) = req.as_str()
+            && !map.contains_key(k)
+        {
+            errors.push(FieldError::new(&child(path, k), "FieldValueRequired", "Required value".into()));
         }
     }
     let n = map.len() as f64;
