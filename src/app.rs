@@ -64,6 +64,8 @@ pub struct Extras {
     /// for its dependencies), with their address; otherwise `launch` serves
     /// them on `http.listen` itself.
     pub probes: Option<(Arc<Probes>, Option<std::net::SocketAddr>)>,
+    /// Kubernetes permissions refused at run time, shown by `/readyz`.
+    pub kube_access: Option<Arc<crate::k8s::access::KubeAccess>>,
 }
 
 /// Retry delays while a dependency is not up: 250 ms doubling to 5 s.
@@ -264,6 +266,7 @@ pub async fn launch(cfg: &Config, chats: Vec<Arc<dyn Chat>>, extras: Extras) -> 
         chats_checked: true,
         clicks: review.links,
         stall_after: Duration::from_secs(60),
+        kube_access: extras.kube_access.clone(),
     });
     let registry = Arc::new(registry);
     probes.set_running(health.clone(), registry.clone());

@@ -4,7 +4,7 @@
 //!   stops its heartbeat). A lost Teleport connection is *not* a liveness
 //!   failure: restarting would not help, the plugin reconnects by itself.
 //! - Ready: identity loaded and unexpired, event stream live, chat tokens
-//!   accepted. A refused identity update keeps the old identity and shows as
+//!   accepted, no Kubernetes permission refused. A refused identity update keeps the old identity and shows as
 //!   "degraded" without failing readiness while the old one still works.
 
 use std::fmt::Write;
@@ -61,6 +61,9 @@ pub struct Health {
     pub clicks: Vec<(String, watch::Receiver<crate::chat::click::LinkState>)>,
     /// Loops older than this are considered wedged.
     pub stall_after: Duration,
+    /// Kubernetes permissions the API server refuses (identity Secret,
+    /// AccessRequestRoute resources): not ready while any is refused.
+    pub kube_access: Option<Arc<crate::k8s::access::KubeAccess>>,
 }
 
 /// A probe answer: overall verdict and one line per check.
@@ -151,6 +154,10 @@ impl Health {
                     lines.push(format!("[-] {what}: review from chat unavailable (notifications go on): {why}"));
                 }
             }
+        }
+        for problem in self.kube_access.iter().flat_map(|a| a.problems()) {
+            ok = false;
+            lines.push(format!("[-] Kubernetes API: {problem}"));
         }
         for (name, status, _) in &self.pipelines {
             let s = status.borrow();

@@ -15,18 +15,32 @@ use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::crd::{AccessRequestRoute, AccessRequestRouteStatus, RouteCondition};
+use super::access::{KubeAccess, WatchAccess, forbidden};
+use super::crd::{AccessRequestRoute, AccessRequestRouteStatus, GROUP, RouteCondition};
 use super::routes::{RouteTable, Verdict};
 use crate::metrics::{Metrics, SourceLabel};
 
 /// Watches the resources until `stop`; rebuilds the table on every change.
-pub async fn run(client: Client, namespace: String, table: Arc<RouteTable>, metrics: Arc<Metrics>, stop: CancellationToken) {
+pub async fn run(
+    client: Client,
+    namespace: String,
+    table: Arc<RouteTable>,
+    metrics: Arc<Metrics>,
+    access: Arc<KubeAccess>,
+    stop: CancellationToken,
+) {
     let api: Api<AccessRequestRoute> = Api::namespaced(client, &namespace);
     let mut known: BTreeMap<String, AccessRequestRoute> = BTreeMap::new();
     let mut initial: BTreeMap<String, AccessRequestRoute> = BTreeMap::new();
+    let what = format!("accessrequestroutes.{GROUP} in namespace {namespace}");
+    let permissions = Arc::new(WatchAccess { api: api.clone(), fields: None, what, access: access.clone() });
+    permissions.clone().spawn_rechecks(stop.clone());
+    let status_what = format!("accessrequestroutes/status in namespace {namespace}");
+    let writer = StatusWriter { api: &api, access: &access, what: &status_what };
     let mut events = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff().boxed();
     loop {
         let Some(ev) = next_or_stop(&mut events, &stop).await else { return };
+        permissions.observe(&ev);
         match ev {
             Ok(Event::Init) => initial.clear(),
             Ok(Event::InitApply(r)) => {
@@ -34,24 +48,31 @@ pub async fn run(client: Client, namespace: String, table: Arc<RouteTable>, metr
             }
             Ok(Event::InitDone) => {
                 known = std::mem::take(&mut initial);
-                apply(&api, &known, &table, &metrics).await;
+                apply(&writer, &known, &table, &metrics).await;
             }
             Ok(Event::Apply(r)) => {
                 known.insert(r.name_any(), r);
-                apply(&api, &known, &table, &metrics).await;
+                apply(&writer, &known, &table, &metrics).await;
             }
             Ok(Event::Delete(r)) => {
                 known.remove(&r.name_any());
-                apply(&api, &known, &table, &metrics).await;
+                apply(&writer, &known, &table, &metrics).await;
             }
             Err(e) => warn!(namespace = %namespace, error = %e, "watching AccessRequestRoute resources failed; retrying"),
         }
     }
 }
 
+/// Writes statuses, keeping the `patch` permission's state for readiness.
+struct StatusWriter<'a> {
+    api: &'a Api<AccessRequestRoute>,
+    access: &'a KubeAccess,
+    what: &'a str,
+}
+
 /// Loads `known` into the table and brings each resource's status up to date.
 async fn apply(
-    api: &Api<AccessRequestRoute>,
+    writer: &StatusWriter<'_>,
     known: &BTreeMap<String, AccessRequestRoute>,
     table: &RouteTable,
     metrics: &Metrics,
@@ -72,8 +93,12 @@ async fn apply(
             warn!(route = %name, problems = %verdict.message, "AccessRequestRoute is invalid and ignored");
         }
         let patch = serde_json::json!({ "status": desired });
-        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            warn!(route = %name, error = %e, "cannot write the AccessRequestRoute status (needs patch on accessrequestroutes/status)");
+        match writer.api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => writer.access.allowed("patch", writer.what),
+            Err(e) => match forbidden(&e) {
+                Some(status) => writer.access.denied("patch", writer.what, status),
+                None => warn!(route = %name, error = %e, "cannot write the AccessRequestRoute status"),
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Kubernetes integration: the identity from tbot's Secret, and routing from
 //! `AccessRequestRoute` resources, both followed live.
 
+pub mod access;
 pub mod controller;
 pub mod crd;
 pub mod routes;
@@ -53,18 +54,22 @@ use routes::RouteTable;
 #[derive(Default)]
 pub struct Setup {
     pub extras: Extras,
-    pub routes: Option<(kube::Client, String, Arc<RouteTable>)>,
+    pub routes: Option<Routes>,
+}
+
+/// The route controller prepared by [`setup`].
+pub struct Routes {
+    client: kube::Client,
+    namespace: String,
+    table: Arc<RouteTable>,
+    access: Arc<access::KubeAccess>,
 }
 
 /// Starts the route controller prepared by [`setup`] (when routing.crd is on).
-pub fn start_routes(
-    routes: Option<(kube::Client, String, Arc<RouteTable>)>,
-    metrics: Arc<crate::metrics::Metrics>,
-    stop: CancellationToken,
-) {
-    if let Some((client, ns, table)) = routes {
-        tracing::info!(namespace = %ns, "following AccessRequestRoute resources");
-        tokio::spawn(controller::run(client, ns, table, metrics, stop));
+pub fn start_routes(routes: Option<Routes>, metrics: Arc<crate::metrics::Metrics>, stop: CancellationToken) {
+    if let Some(Routes { client, namespace, table, access }) = routes {
+        tracing::info!(namespace = %namespace, "following AccessRequestRoute resources");
+        tokio::spawn(controller::run(client, namespace, table, metrics, access, stop));
     }
 }
 
@@ -87,19 +92,21 @@ pub async fn setup_with(cfg: &Config, stop: &CancellationToken, client: kube::Cl
 /// [`setup`] with a given client, reporting waits to `startup`.
 pub async fn setup_waiting(cfg: &Config, stop: &CancellationToken, client: kube::Client, startup: &Startup) -> Result<Setup> {
     let mut out = Setup::default();
+    let access = access::KubeAccess::new();
+    out.extras.kube_access = Some(access.clone());
     if let IdentitySource::Secret { name, key, namespace } = &cfg.teleport.identity {
         let r = secret::SecretRef {
             namespace: namespace.clone().unwrap_or_else(|| default_namespace(&client)),
             name: name.clone(),
             key: key.clone(),
         };
-        out.extras.identity = Some(secret::follow(client.clone(), r, stop.clone(), startup).await?);
+        out.extras.identity = Some(secret::follow(client.clone(), r, stop.clone(), startup, access.clone()).await?);
     }
     if cfg.routing.crd {
         let table = RouteTable::new();
-        let ns = cfg.routing.namespace.clone().unwrap_or_else(|| default_namespace(&client));
+        let namespace = cfg.routing.namespace.clone().unwrap_or_else(|| default_namespace(&client));
         out.extras.routes = Some(table.clone());
-        out.routes = Some((client, ns, table));
+        out.routes = Some(Routes { client, namespace, table, access });
     }
     Ok(out)
 }

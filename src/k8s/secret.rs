@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use super::access::{KubeAccess, WatchAccess};
 use super::next_or_stop;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -58,17 +59,21 @@ pub fn identity_in(secret: &Secret, r: &SecretRef) -> Result<Identity, IdentityE
     parse_identity_file(&bytes.0)
 }
 
-/// Reads the Secret, waiting while it does not exist or the API cannot be
-/// reached (polled every 2 s at most), then follows it until `stop`. A
-/// Secret the service account may not read fails at once.
+/// Reads the Secret, waiting while it does not exist, the service account
+/// may not read it, or the API cannot be reached (polled every 2 s at most;
+/// `/readyz` says which), then follows it until `stop`. A refused permission
+/// is waited out too: fixing the Role takes effect without a restart, and
+/// exiting would only crash-loop the pod.
 pub async fn follow(
     client: Client,
     r: SecretRef,
     stop: CancellationToken,
     startup: &Startup,
+    access: Arc<KubeAccess>,
 ) -> anyhow::Result<Arc<IdentityPublisher>> {
     let api: Api<Secret> = Api::namespaced(client, &r.namespace);
     let what = format!("the identity {}", r.describe());
+    let target = target(&r);
     let mut delay = Duration::from_millis(250);
     let secret = loop {
         match api.get(&r.name).await {
@@ -77,11 +82,16 @@ pub async fn follow(
                 &what,
                 "not found (tbot has not written it yet, or teleport.identity_secret.name is wrong)",
             ),
-            Err(kube::Error::Api(s)) if s.code == 403 => anyhow::bail!(
-                "the service account may not read {}: grant get, list and watch on it ({})",
-                r.describe(),
-                s.message
-            ),
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                startup.waiting(
+                    &what,
+                    &format!(
+                        "the service account may not get {target}: grant get, list and watch on it in the plugin's Role (the API server said: {})",
+                        s.message
+                    ),
+                );
+                access.denied("get", &target, &s);
+            }
             Err(e) => startup.waiting(&what, &format!("cannot read it from the Kubernetes API: {e}")),
         }
         tokio::select! {
@@ -91,19 +101,29 @@ pub async fn follow(
         delay = (delay * 2).min(Duration::from_secs(2));
     };
     startup.arrived(&what);
+    access.allowed("get", &target);
     let identity = identity_in(&secret, &r)?;
     identity.ensure_unexpired(std::time::SystemTime::now())?;
     let publisher = Arc::new(IdentityPublisher::new(Arc::new(identity)));
-    tokio::spawn(watch(api, r, publisher.clone(), stop));
+    tokio::spawn(watch(api, r, publisher.clone(), access, stop));
     Ok(publisher)
 }
 
-async fn watch(api: Api<Secret>, r: SecretRef, publisher: Arc<IdentityPublisher>, stop: CancellationToken) {
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", r.name));
+/// How permission problems name the Secret: `secrets "name" in namespace ns`.
+fn target(r: &SecretRef) -> String {
+    format!("secrets {:?} in namespace {}", r.name, r.namespace)
+}
+
+async fn watch(api: Api<Secret>, r: SecretRef, publisher: Arc<IdentityPublisher>, access: Arc<KubeAccess>, stop: CancellationToken) {
+    let fields = format!("metadata.name={}", r.name);
+    let cfg = watcher::Config::default().fields(&fields);
+    let permissions = Arc::new(WatchAccess { api: api.clone(), fields: Some(fields), what: target(&r), access });
+    permissions.clone().spawn_rechecks(stop.clone());
     let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
     let source = r.describe();
     loop {
         let Some(ev) = next_or_stop(&mut events, &stop).await else { return };
+        permissions.observe(&ev);
         match ev {
             // The selector should already restrict events to our Secret;
             // check the name anyway.

@@ -107,9 +107,14 @@ class Rendered:
         return self.deployment["spec"]["template"]["metadata"].get("annotations", {})
 
 
+def render_files(chat: str, values: dict, name: str | None = None) -> dict[str, str]:
+    """The rendered text of every template, by path, as `helm install` renders it."""
+    return _chart(chat).render(values=values, name=name or release_name(chat), namespace=NAMESPACE, is_install=True)
+
+
 def render(chat: str, values: dict, name: str | None = None) -> Rendered:
     """Renders the chart as `helm install` would (schema validation included)."""
-    out = _chart(chat).render(values=values, name=name or release_name(chat), namespace=NAMESPACE, is_install=True)
+    out = render_files(chat, values, name)
     docs: list[dict] = []
     notes = ""
     for path, text in sorted(out.items()):

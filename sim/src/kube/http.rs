@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::object::{name as obj_name, uid};
+use super::rbac::{Attributes, selector_name};
 use super::resource::ResourceType;
 use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::state::{RequestRecord, Shared};
@@ -162,6 +163,7 @@ async fn handle(
         _ => return error_response(&ApiError::method_not_allowed(method.as_str())),
     };
     let status = route.sub.is_some();
+    let access = authorize(&shared, &headers, &params, verb, &rt, &route);
     let record = RequestRecord {
         verb: verb.into(),
         resource: if status {
@@ -174,8 +176,14 @@ async fn handle(
         name: route.name.clone(),
         query: uri.query().unwrap_or("").into(),
         params: params.clone(),
+        user: access.user.clone(),
+        denied: access.refused.is_some(),
     };
-    tracing::debug!(verb, resource = %record.resource, ns = ?record.namespace, name = ?record.name, "kube sim request");
+    tracing::debug!(verb, resource = %record.resource, ns = ?record.namespace, name = ?record.name, user = ?record.user, "kube sim request");
+    if let Some(refused) = access.refused {
+        shared.record_denied(record);
+        return error_response(&refused);
+    }
     if let Some(injected) = shared.record(record) {
         return error_response(&injected);
     }
@@ -200,6 +208,58 @@ async fn handle(
         _ => delete_collection(&ctx),
     };
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// Who sent a request and, if it is refused, the answer.
+struct Access {
+    user: Option<String>,
+    refused: Option<ApiError>,
+}
+
+/// Authenticates the bearer token and authorizes the request by RBAC (both
+/// no-ops until RBAC objects are loaded).
+fn authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+    verb: &str,
+    rt: &ResourceType,
+    route: &Route,
+) -> Access {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    shared.with_policy(|policy| {
+        let user = match policy.authenticate(authorization) {
+            Ok(Some(user)) => user,
+            Ok(None) => return Access { user: None, refused: None },
+            Err(e) => return Access { user: None, refused: Some(e) },
+        };
+        let pinned = || {
+            params
+                .iter()
+                .find(|(k, _)| k == "fieldSelector")
+                .and_then(|(_, v)| selector_name(v))
+        };
+        let name = match (&route.name, verb) {
+            (Some(n), _) => n.as_str(),
+            (None, "list" | "watch") => pinned().unwrap_or(""),
+            (None, _) => "",
+        };
+        let attrs = Attributes {
+            verb,
+            group: &rt.group,
+            resource: &rt.plural,
+            subresource: route.sub.as_deref(),
+            namespace: route.ns.as_deref().unwrap_or(""),
+            name,
+        };
+        let refused = policy.authorize(&user, &attrs).err();
+        Access {
+            user: Some(user.name),
+            refused,
+        }
+    })
 }
 
 fn json_response(code: StatusCode, value: &Value) -> Response {

@@ -14,6 +14,9 @@ pub(crate) struct ResourceType {
     pub status_subresource: bool,
     /// Built into the core API (Secrets, ConfigMaps) rather than a custom resource.
     pub builtin: bool,
+    /// The CRD's `openAPIV3Schema` for this version, when it was registered
+    /// from a CRD manifest: writes are pruned, defaulted and validated with it.
+    pub schema: Option<Arc<serde_json::Value>>,
 }
 
 impl ResourceType {
@@ -26,6 +29,7 @@ impl ResourceType {
             namespaced: true,
             status_subresource: false,
             builtin: true,
+            schema: None,
         }
     }
 
@@ -43,6 +47,15 @@ impl ResourceType {
             self.plural.clone()
         } else {
             format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `Kind` for the core group, `Kind.group` otherwise, as in 422 messages.
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
         }
     }
 

@@ -194,6 +194,7 @@ mod tests {
             namespaced: true,
             status_subresource: false,
             builtin: true,
+            schema: None,
         }
     }
 

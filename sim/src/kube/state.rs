@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::rbac::Policy;
 use super::status::ApiError;
 use super::store::Store;
 
@@ -26,6 +27,11 @@ pub struct RequestRecord {
     pub query: String,
     /// The decoded query parameters, in order.
     pub params: Vec<(String, String)>,
+    /// The authenticated user (`system:serviceaccount:ns:name`), once RBAC
+    /// is enforced; `None` before.
+    pub user: Option<String>,
+    /// The request was refused by authentication or RBAC (401/403).
+    pub denied: bool,
 }
 
 impl RequestRecord {
@@ -62,6 +68,7 @@ pub(crate) struct Shared {
     watch_epoch: Mutex<CancellationToken>,
     open_watches: AtomicUsize,
     audit: Mutex<Audit>,
+    policy: Mutex<Policy>,
     pub bookmark_interval: Duration,
 }
 
@@ -80,6 +87,7 @@ impl Shared {
             watch_epoch: Mutex::new(CancellationToken::new()),
             open_watches: AtomicUsize::new(0),
             audit: Mutex::new(Audit::default()),
+            policy: Mutex::new(Policy::default()),
             bookmark_interval,
         }
     }
@@ -122,6 +130,17 @@ impl Shared {
         };
         self.bump_activity();
         failure
+    }
+
+    /// Records a request that was refused before reaching the store (injected
+    /// faults are left for the next request that gets that far).
+    pub fn record_denied(&self, record: RequestRecord) {
+        lock(&self.audit).records.push(record);
+        self.bump_activity();
+    }
+
+    pub fn with_policy<R>(&self, f: impl FnOnce(&mut Policy) -> R) -> R {
+        f(&mut lock(&self.policy))
     }
 
     pub fn add_fault(

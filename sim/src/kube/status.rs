@@ -52,6 +52,24 @@ impl ApiError {
         Self::new(422, "Invalid", message).with_target(rt, name)
     }
 
+    /// A custom resource failing its schema: one cause per field, the message
+    /// listing them as the apiserver aggregates them.
+    pub fn invalid_fields(rt: &ResourceType, name: &str, errors: &[super::schema::FieldError]) -> Self {
+        let listed: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.body)).collect();
+        let why = match listed.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let message = format!("{} {name:?} is invalid: {why}", rt.qualified_kind());
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.cause, "message": e.body, "field": e.field}))
+            .collect();
+        let mut err = Self::new(422, "Invalid", message);
+        err.details = Some(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}));
+        err
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -181,7 +181,7 @@ impl Store {
             return Err(ApiError::already_exists(rt, &obj_name));
         }
         set_type_meta(rt, &mut obj);
-        set_meta(&mut obj, "name", Some(obj_name.into()));
+        set_meta(&mut obj, "name", Some(obj_name.clone().into()));
         set_meta(&mut obj, "namespace", rt.namespaced.then(|| ns.into()));
         set_meta(
             &mut obj,
@@ -205,6 +205,7 @@ impl Store {
             set_status(&mut obj, None);
         }
         normalize_builtin(rt, &mut obj)?;
+        admit_schema(rt, &obj_name, &mut obj)?;
         if dry_run {
             return Ok(obj);
         }
@@ -335,6 +336,8 @@ impl Store {
             r
         };
         normalize_builtin(rt, &mut result)?;
+        // Before the generation check: pruned fields are no change.
+        admit_schema(rt, &key.name, &mut result)?;
         copy_meta(&mut result, &old, "resourceVersion");
         if rt.tracks_generation()
             && generation_relevant(rt, &old) != generation_relevant(rt, &result)
@@ -641,6 +644,15 @@ impl Store {
         }
         Ok((events, self.rv))
     }
+}
+
+/// Prunes, defaults and validates a custom resource registered with its
+/// CRD schema, as the apiserver does on every create and update.
+fn admit_schema(rt: &ResourceType, name: &str, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(schema) = &rt.schema else {
+        return Ok(());
+    };
+    super::schema::admit(schema, obj).map_err(|errors| ApiError::invalid_fields(rt, name, &errors))
 }
 
 fn stale(rt: &ResourceType, obj_name: &str) -> ApiError {
