@@ -65,7 +65,7 @@ pub struct Extras {
     /// them on `http.listen` itself.
     pub probes: Option<(Arc<Probes>, Option<std::net::SocketAddr>)>,
     /// Kubernetes permissions refused at run time, shown by `/readyz`.
-    pub kube_access: Option<Arc<crate::k8s::access::KubeAccess>>,
+    pub kube_access: Option<Arc<crate::health::access::KubeAccess>>,
 }
 
 /// Retry delays while a dependency is not up: 250 ms doubling to 5 s.
@@ -315,6 +315,7 @@ async fn mirror_into_metrics(
     let mut reconnects = 0;
     let mut rotations = 0;
     let mut rejected = 0;
+    let mut open = Senders { stream: true, identity: true };
     loop {
         let up = matches!(*stream.borrow_and_update(), StreamState::Live { .. });
         metrics.stream_up.set(up as i64);
@@ -336,10 +337,26 @@ async fn mirror_into_metrics(
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = stream.changed() => {}
-            _ = identity.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = next_change(&mut stream, &mut identity, &mut open) => {}
         }
+    }
+}
+
+/// Which of the mirrored values still have a sender.
+struct Senders {
+    stream: bool,
+    identity: bool,
+}
+
+/// Resolves when the stream state or the identity status changes, or after
+/// a second (the counters are read on every turn). A value whose sender is
+/// gone is no longer waited on: its `changed()` would resolve at once,
+/// forever, and spin the loop.
+async fn next_change(stream: &mut watch::Receiver<StreamState>, identity: &mut watch::Receiver<IdentityStatus>, open: &mut Senders) {
+    tokio::select! {
+        r = stream.changed(), if open.stream => open.stream = r.is_ok(),
+        r = identity.changed(), if open.identity => open.identity = r.is_ok(),
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
     }
 }
 
@@ -380,5 +397,30 @@ impl Running {
             t.abort();
         }
         finished
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_mirrored_value_whose_sender_is_gone_is_not_waited_on() {
+        let (stream_tx, mut stream) = watch::channel(StreamState::Connecting { attempt: 0, last_error: None });
+        let (identity_tx, mut identity) = watch::channel(IdentityStatus::default());
+        let mut open = Senders { stream: true, identity: true };
+        // A change is seen at once.
+        stream_tx.send(StreamState::Connecting { attempt: 1, last_error: None }).unwrap();
+        let seen = tokio::time::timeout(Duration::from_millis(500), next_change(&mut stream, &mut identity, &mut open)).await;
+        assert!(seen.is_ok(), "a change wakes the mirror");
+        // Both senders gone: the first turns notice, then the wait is the
+        // one-second tick again, not an instant wake-up forever.
+        drop((stream_tx, identity_tx));
+        for _ in 0..2 {
+            let _ = tokio::time::timeout(Duration::from_millis(500), next_change(&mut stream, &mut identity, &mut open)).await;
+        }
+        assert!(!open.stream && !open.identity);
+        let woke = tokio::time::timeout(Duration::from_millis(200), next_change(&mut stream, &mut identity, &mut open)).await;
+        assert!(woke.is_err(), "with no senders left the mirror waits for its tick");
     }
 }

@@ -16,6 +16,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub mod access;
+
 use crate::identity::publish::IdentityStatus;
 use crate::teleport::StreamState;
 
@@ -63,7 +65,7 @@ pub struct Health {
     pub stall_after: Duration,
     /// Kubernetes permissions the API server refuses (identity Secret,
     /// AccessRequestRoute resources): not ready while any is refused.
-    pub kube_access: Option<Arc<crate::k8s::access::KubeAccess>>,
+    pub kube_access: Option<Arc<crate::health::access::KubeAccess>>,
 }
 
 /// A probe answer: overall verdict and one line per check.

@@ -7,12 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::chats::{CHANNEL_SLACK, Sim};
-use common::{Env, eventually};
+use common::{Env, Spawned, eventually};
 use teleport_plugin::app::{Extras, Running, launch};
 use teleport_plugin::chat::Chat;
 use teleport_plugin::chat::http::ClientOptions;
@@ -381,8 +381,8 @@ fn with_metrics(text: &str) -> (String, String) {
     (text.replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"{addr}\"\n")), addr)
 }
 
-fn spawn(config: &str) -> Child {
-    Command::new(BIN).args(["start", "--config", config]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+fn spawn(config: &str) -> Spawned {
+    Spawned(Command::new(BIN).args(["start", "--config", config]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
 }
 
 #[tokio::test]
@@ -397,15 +397,13 @@ async fn kill_9_mid_broadcast_then_restart() {
     sim.core().set_response_delay(Duration::from_millis(40));
     let ids = burst(&env, 200, "k");
     assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 40).await, "posting started");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     sim.core().set_response_delay(Duration::ZERO);
     let interrupted = ids.iter().filter(|id| env.sim.plugin_data(id, "slack").is_some_and(|d| d.contains_key("notify_pending"))).count();
     println!("kill -9 left {interrupted} requests mid-broadcast");
     let mut child = spawn(&path);
     let counts = settle(&sim, &[metrics], &ids, Duration::from_secs(60)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     exactly_once("kill -9 mid-broadcast then restart", &ids, &counts);
     assert!(interrupted > 0, "the kill landed mid-broadcast");
 }
@@ -435,8 +433,7 @@ async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
     sim.core().set_response_delay(Duration::from_millis(40));
     let ids = burst(&env, 200, "ha");
     assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 40).await, "posting started");
-    first.kill().unwrap(); // SIGKILL: its claims stay behind
-    first.wait().unwrap();
+    first.kill(); // SIGKILL: its claims stay behind
     let owned_by_dead = ids
         .iter()
         .filter(|id| {
@@ -453,8 +450,7 @@ async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
     // A late takeover would post again only after another lease: look again.
     tokio::time::sleep(lease * 2).await;
     exactly_once("replica killed mid-broadcast, past the lease", &ids, &sim.card_counts());
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill();
     assert!(owned_by_dead > 0, "the killed replica held unfinished claims when it died");
 }
 

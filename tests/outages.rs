@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::chats::Sim;
-use common::{Env, eventually};
+use common::{Env, Spawned, eventually};
 use teleport_plugin::teleport::StreamState;
 use teleport_plugin_sim::access::AccessRequestExt;
 use tonic::Status;
@@ -69,7 +69,7 @@ impl Requests {
 /// process (so it can be killed), with its metrics address.
 enum Plugin {
     InProcess(teleport_plugin::app::Running),
-    Process(Child, String),
+    Process(Spawned, String),
 }
 
 impl Plugin {
@@ -85,10 +85,7 @@ impl Plugin {
             Plugin::InProcess(r) => {
                 r.stop(Duration::from_secs(5)).await;
             }
-            Plugin::Process(mut c, _) => {
-                c.kill().unwrap();
-                c.wait().unwrap();
-            }
+            Plugin::Process(mut c, _) => c.kill(),
         }
     }
 }
@@ -111,7 +108,7 @@ fn spawn(config: &str, metrics: &str) -> Plugin {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Plugin::Process(child, metrics.to_string())
+    Plugin::Process(Spawned(child), metrics.to_string())
 }
 
 async fn not_live(running: &teleport_plugin::app::Running) {

@@ -1,12 +1,7 @@
-//! Permission problems with the Kubernetes API, for readiness.
-//!
-//! A Role missing a verb must not crash-loop the pod nor leave it retrying
-//! silently with a stale identity or an empty route table: every refused
-//! call is kept here, named by verb and resource, and `/readyz` fails with
-//! it until the permission works (RBAC changes take effect without a
-//! restart, so the plugin keeps trying).
+//! Permission problems with the Kubernetes API: which refused call (a 403)
+//! was which verb, and re-checks of refused watches. What is refused is
+//! kept in [`crate::health::access::KubeAccess`] for readiness.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,68 +10,9 @@ use kube::api::{Api, WatchParams};
 use kube::core::Status;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
-/// Refused permissions: `"<verb> <what>"` → the readiness line.
-#[derive(Debug)]
-pub struct KubeAccess {
-    tx: watch::Sender<BTreeMap<String, String>>,
-}
-
-impl Default for KubeAccess {
-    fn default() -> Self {
-        KubeAccess { tx: watch::channel(BTreeMap::new()).0 }
-    }
-}
-
-impl KubeAccess {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<BTreeMap<String, String>> {
-        self.tx.subscribe()
-    }
-
-    /// Records that the API server refused `verb` on `what` (e.g. `Secret
-    /// teleport/plugin-identity`) with a 403; logged once until it works.
-    pub fn denied(&self, verb: &str, what: &str, status: &Status) {
-        let key = format!("{verb} {what}");
-        let line = format!(
-            "the service account may not {verb} {what}: grant the verb \"{verb}\" on it in the plugin's Role (the API server said: {})",
-            status.message
-        );
-        let mut new = false;
-        self.tx.send_if_modified(|m| {
-            new = !m.contains_key(&key);
-            let changed = m.get(&key) != Some(&line);
-            m.insert(key.clone(), line.clone());
-            changed
-        });
-        if new {
-            warn!("{line}; retrying");
-        }
-    }
-
-    /// Records that `verb` on `what` works (again).
-    pub fn allowed(&self, verb: &str, what: &str) {
-        let key = format!("{verb} {what}");
-        if self.tx.send_if_modified(|m| m.remove(&key).is_some()) {
-            info!("the service account may {verb} {what} now");
-        }
-    }
-
-    pub fn is_denied(&self, verb: &str, what: &str) -> bool {
-        self.tx.borrow().contains_key(&format!("{verb} {what}"))
-    }
-
-    /// The readiness lines of every refused permission.
-    pub fn problems(&self) -> Vec<String> {
-        self.tx.borrow().values().cloned().collect()
-    }
-}
+pub use crate::health::access::KubeAccess;
 
 /// The 403 `Status` in a kube error, if it is one.
 pub fn forbidden(e: &kube::Error) -> Option<&Status> {
@@ -120,7 +56,7 @@ where
         match ev {
             Err(e) => {
                 if let Some((verb, status)) = watcher_forbidden(e) {
-                    self.access.denied(verb, &self.what, status);
+                    self.access.denied(verb, &self.what, &status.message);
                 }
             }
             Ok(Event::InitDone) => self.access.allowed("list", &self.what),

@@ -96,7 +96,7 @@ async fn apply(
         match writer.api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => writer.access.allowed("patch", writer.what),
             Err(e) => match forbidden(&e) {
-                Some(status) => writer.access.denied("patch", writer.what, status),
+                Some(status) => writer.access.denied("patch", writer.what, &status.message),
                 None => warn!(route = %name, error = %e, "cannot write the AccessRequestRoute status"),
             },
         }

@@ -90,7 +90,7 @@ pub async fn follow(
                         s.message
                     ),
                 );
-                access.denied("get", &target, &s);
+                access.denied("get", &target, &s.message);
             }
             Err(e) => startup.waiting(&what, &format!("cannot read it from the Kubernetes API: {e}")),
         }

@@ -145,6 +145,25 @@ fn tracked(page: &str) -> Option<i64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
+/// A plugin process that is killed when dropped, so a test that fails
+/// half-way leaves nothing running (an orphan would keep calling whatever
+/// later binds its simulators' ports).
+pub struct Spawned(pub std::process::Child);
+
+impl Spawned {
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Polls `f` until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
