@@ -7,38 +7,22 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::kube::KubePlugin;
 use common::{Env, eventually};
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::Api;
 use serde_json::{Value, json};
-use teleport_plugin::app::{Running, launch};
-use teleport_plugin::chat::Chat;
-use teleport_plugin::chat::console::ConsoleChat;
 use teleport_plugin::config::{Config, Format};
 use teleport_plugin::k8s::crd::{AccessRequestRoute, GROUP, PLURAL};
 use teleport_plugin_sim::access::AccessRequestExt;
 use teleport_plugin_sim::kube::KubeSim;
-use tokio_util::sync::CancellationToken;
 
 const NS: &str = "teleport";
 const SECRET: &str = "plugin-identity";
 const WAIT: Duration = Duration::from_secs(15);
-
-struct Plugin {
-    running: Running,
-    out: Arc<Mutex<Vec<u8>>>,
-    stop: CancellationToken,
-}
-
-impl Plugin {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.out.lock().unwrap()).to_string()
-    }
-}
 
 async fn cluster(env: &Env) -> KubeSim {
     let kube = KubeSim::start().await;
@@ -54,20 +38,15 @@ async fn cluster(env: &Env) -> KubeSim {
     kube
 }
 
-async fn start(env: &Env, kube: &KubeSim) -> Plugin {
+async fn start(env: &Env, kube: &KubeSim) -> KubePlugin {
     let text = format!(
         "[teleport]\naddr = \"{}\"\nidentity_secret = {{ name = \"{SECRET}\", namespace = \"{NS}\" }}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[console]\n[role_to_recipients]\n\"*\" = \"#access\"\n\n[routing]\ncrd = true\nnamespace = \"{NS}\"\n",
         env.sim.addr()
     );
     let cfg = Config::parse(&text, Format::Toml, "test").unwrap();
-    let stop = CancellationToken::new();
-    let setup = teleport_plugin::k8s::setup_with(&cfg, &stop, kube.client()).await.expect("kubernetes setup");
-    let (console, out) = ConsoleChat::buffered();
-    let routes = setup.routes;
-    let running = launch(&cfg, vec![Arc::new(console) as Arc<dyn Chat>], setup.extras).await.expect("launch");
-    teleport_plugin::k8s::start_routes(routes, running.metrics.clone(), stop.clone());
-    assert!(running.ready(WAIT).await);
-    Plugin { running, out, stop }
+    let plugin = KubePlugin::start(&cfg, kube.client()).await;
+    assert!(plugin.running.ready(WAIT).await);
+    plugin
 }
 
 /// The resources as `kubectl apply` sends them: untyped JSON, so fields the

@@ -11,15 +11,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::kube::KubePlugin;
 use common::{Env, eventually};
 use serde_json::{Value, json};
-use teleport_plugin::app::{Running, launch};
-use teleport_plugin::chat::Chat;
-use teleport_plugin::chat::console::ConsoleChat;
 use teleport_plugin::config::{Config, Format};
 use teleport_plugin::health::Startup;
 use teleport_plugin::k8s::crd::{AccessRequestRoute, GROUP, PLURAL, VERSION};
@@ -107,40 +105,10 @@ async fn cluster(env: &Env, rbac: &[Value]) -> KubeSim {
     kube
 }
 
-struct Plugin {
-    running: Running,
-    out: Arc<Mutex<Vec<u8>>>,
-    stop: CancellationToken,
-}
-
-impl Plugin {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.out.lock().unwrap()).to_string()
-    }
-
-    fn readiness(&self) -> (bool, String) {
-        let r = self.running.health.ready();
-        (r.ok, r.body())
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.running.stop(Duration::from_secs(5)).await;
-    }
-}
-
 /// Starts the plugin the way the pod runs it, authenticated as the chart's
 /// service account.
-async fn start(env: &Env, kube: &KubeSim) -> Plugin {
-    let cfg = config(env);
-    let stop = CancellationToken::new();
-    let client = kube.service_account_client(NS, SERVICE_ACCOUNT);
-    let setup = teleport_plugin::k8s::setup_with(&cfg, &stop, client).await.expect("kubernetes setup");
-    let (console, out) = ConsoleChat::buffered();
-    let routes = setup.routes;
-    let running = launch(&cfg, vec![Arc::new(console) as Arc<dyn Chat>], setup.extras).await.expect("launch");
-    teleport_plugin::k8s::start_routes(routes, running.metrics.clone(), stop.clone());
-    Plugin { running, out, stop }
+async fn start(env: &Env, kube: &KubeSim) -> KubePlugin {
+    KubePlugin::start(&config(env), kube.service_account_client(NS, SERVICE_ACCOUNT)).await
 }
 
 fn ready_condition(kube: &KubeSim, name: &str) -> Option<String> {

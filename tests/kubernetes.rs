@@ -9,15 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::kube::KubePlugin;
 use common::{Env, eventually};
 use serde_json::json;
-use teleport_plugin::app::launch;
-use teleport_plugin::chat::Chat;
-use teleport_plugin::chat::console::ConsoleChat;
 use teleport_plugin::config::{Config, Format};
 use teleport_plugin::k8s::crd::{AccessRequestRoute, GROUP, PLURAL, VERSION};
 use teleport_plugin_sim::kube::KubeSim;
-use tokio_util::sync::CancellationToken;
 use teleport_plugin_sim::access::AccessRequestExt;
 
 const NS: &str = "teleport";
@@ -69,25 +66,14 @@ fn config(env: &Env, extra: &str) -> Config {
     Config::parse(&text, Format::Toml, "test").unwrap()
 }
 
-struct Plugin {
-    running: teleport_plugin::app::Running,
-    out: Arc<Mutex<Vec<u8>>>,
-    stop: CancellationToken,
-}
-
-async fn start(env: &Env, kube: &KubeSim, cfg: &Config) -> Plugin {
-    let stop = CancellationToken::new();
-    let setup = teleport_plugin::k8s::setup_with(cfg, &stop, kube.client()).await.expect("kubernetes setup");
-    let (console, out) = ConsoleChat::buffered();
-    let routes = setup.routes;
-    let running = launch(cfg, vec![Arc::new(console) as Arc<dyn Chat>], setup.extras).await.expect("launch");
-    teleport_plugin::k8s::start_routes(routes, running.metrics.clone(), stop.clone());
-    assert!(running.ready(Duration::from_secs(10)).await);
+async fn start(env: &Env, kube: &KubeSim, cfg: &Config) -> KubePlugin {
     let _ = env;
-    Plugin { running, out, stop }
+    let plugin = KubePlugin::start(cfg, kube.client()).await;
+    assert!(plugin.running.ready(Duration::from_secs(10)).await);
+    plugin
 }
 
-async fn get(plugin: &Plugin, path: &str) -> (u16, String) {
+async fn get(plugin: &KubePlugin, path: &str) -> (u16, String) {
     let url = format!("http://{}{path}", plugin.running.http_addr.unwrap());
     let resp = reqwest::get(url).await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chats;
+pub mod kube;
 
 use std::path::PathBuf;
 use std::time::Duration;
