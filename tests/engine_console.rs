@@ -232,7 +232,7 @@ async fn monitoring_rules_on_resource_labels_route_resource_requests() {
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
         let (posted_to, out, running) = (&posted_to, &out, &running);
         async move {
-            assert!(eventually(Duration::from_secs(10), || ids.iter().all(|id| !posted_to(id).is_empty())).await, "{}", text(&out));
+            assert!(eventually(Duration::from_secs(10), || ids.iter().all(|id| !posted_to(id).is_empty())).await, "{}", text(out));
             // Until nothing is left to do: a wrong extra post would be out by then.
             assert!(common::wait_idle(&[running], Duration::from_secs(10)).await);
         }

@@ -68,14 +68,14 @@ impl Requests {
 /// The plugin under test: in-process (its stream can be watched) or a real
 /// process (so it can be killed), with its metrics address.
 enum Plugin {
-    InProcess(teleport_plugin::app::Running),
+    InProcess(Box<teleport_plugin::app::Running>),
     Process(Spawned, String),
 }
 
 impl Plugin {
     async fn idle(&self, timeout: Duration) -> bool {
         match self {
-            Plugin::InProcess(r) => common::wait_idle(&[r], timeout).await,
+            Plugin::InProcess(r) => common::wait_idle(&[r.as_ref()], timeout).await,
             Plugin::Process(_, metrics) => common::wait_idle_metrics(std::slice::from_ref(metrics), timeout).await,
         }
     }
@@ -83,7 +83,7 @@ impl Plugin {
     async fn stop(self) {
         match self {
             Plugin::InProcess(r) => {
-                r.stop(Duration::from_secs(5)).await;
+                (*r).stop(Duration::from_secs(5)).await;
             }
             Plugin::Process(mut c, _) => c.kill(),
         }
@@ -123,7 +123,7 @@ async fn run(which: &str, outage: Outage) {
     let (config, metrics) = process_config(&env, &sim);
     let plugin = match outage {
         Outage::Killed => spawn(&config, &metrics),
-        _ => Plugin::InProcess(common::start_plugin(&env, &sim, "[plugin]\ninstance_id = \"outages\"\n").await),
+        _ => Plugin::InProcess(Box::new(common::start_plugin(&env, &sim, "[plugin]\ninstance_id = \"outages\"\n").await)),
     };
     let reqs = Requests::create(&env);
     let posted = eventually(Duration::from_secs(30), || reqs.all().iter().all(|id| sim.cards(id).len() == 1)).await;

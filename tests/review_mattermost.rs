@@ -121,6 +121,9 @@ async fn refusals_are_told_to_the_clicker() {
     assert_eq!(s.env.sim.get_request(r2.id()).unwrap().spec.unwrap().reviews[0].author, "carol@example.com");
 }
 
+/// A change made to a genuine callback body.
+type Tamper = Box<dyn FnOnce(&mut serde_json::Value)>;
+
 #[tokio::test]
 async fn forged_callbacks_get_401_and_change_nothing() {
     let s = setup().await;
@@ -129,7 +132,7 @@ async fn forged_callbacks_get_401_and_change_nothing() {
     let post = card(&s.mm, r.id()).await;
     let other_post = card(&s.mm, other.id()).await;
     let other_id = other.id().to_string();
-    let forgeries: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+    let forgeries: Vec<(&str, Tamper)> = vec![
         ("request id altered", Box::new(move |b| b["context"]["request_id"] = json!(other_id))),
         ("action altered", Box::new(|b| b["context"]["action"] = json!("deny"))),
         ("mac missing", Box::new(|b| b["context"].as_object_mut().unwrap().remove("mac").map(|_| ()).unwrap_or(()))),

@@ -165,15 +165,18 @@ pub fn list_requests(resource_type: &str, names: &BTreeSet<&str>) -> Vec<proto::
         .collect()
 }
 
+/// One request's labels, filled by the first reader.
+type LabelCell = Arc<OnceCell<Arc<Vec<Labels>>>>;
+
 /// The labels read per request, each read once even when several chats'
 /// workers ask at the same time.
 #[derive(Default)]
 pub struct LabelCache {
-    entries: Mutex<HashMap<String, (Instant, Arc<OnceCell<Arc<Vec<Labels>>>>)>>,
+    entries: Mutex<HashMap<String, (Instant, LabelCell)>>,
 }
 
 impl LabelCache {
-    fn cell(&self, id: &str) -> Arc<OnceCell<Arc<Vec<Labels>>>> {
+    fn cell(&self, id: &str) -> LabelCell {
         let mut entries = self.entries.lock().expect("poisoned");
         let now = Instant::now();
         if let Some((at, cell)) = entries.get(id)

@@ -260,6 +260,8 @@ impl Hub {
         lock(&self.state).connections.clone()
     }
 
+    // The handshake callback's signature (and its large error) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     async fn serve(self: Arc<Self>, tcp: tokio::net::TcpStream, stop: CancellationToken) {
         let hub = self.clone();
         let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
