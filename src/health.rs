@@ -4,8 +4,9 @@
 //!   stops its heartbeat). A lost Teleport connection is *not* a liveness
 //!   failure: restarting would not help, the plugin reconnects by itself.
 //! - Ready: identity loaded and unexpired, event stream live, chat tokens
-//!   accepted, no Kubernetes permission refused. A refused identity update keeps the old identity and shows as
-//!   "degraded" without failing readiness while the old one still works.
+//!   accepted, no Kubernetes permission refused. A refused identity update
+//!   keeps the old identity and shows as "degraded" without failing
+//!   readiness while the old one still works.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -357,13 +357,13 @@ impl SlackChat {
     }
 
     /// The bot's own messages in `channel` since `from` (µs since the
-    /// epoch), newest first, up to [`MAX_PAGES`] pages.
+    /// epoch), newest first, up to [`MAX_PAGES`] pages: only their `ts` and
+    /// `metadata`, all a lookup matches on (the read is kept per channel).
     async fn history_since(&self, channel: &str, from: u64) -> Result<Vec<Value>, ChatError> {
-        let oldest = format!("{}.{:06}", from / 1_000_000, from % 1_000_000);
-        let q = vec![("channel", channel.to_string()), ("oldest", oldest), ("inclusive", "true".into())];
+        let q = vec![("channel", channel.to_string()), ("oldest", slack_ts(from)), ("inclusive", "true".into())];
         let mut ours = Vec::new();
-        self.walk_ours("conversations.history", q, channel, |m, _| {
-            ours.push(m.clone());
+        self.walk_ours("conversations.history", q, channel, |m, ts| {
+            ours.push(json!({ "ts": ts, "metadata": m["metadata"] }));
             false
         })
         .await?;
@@ -443,10 +443,9 @@ fn slack_id_kind(s: &str) -> Option<char> {
     (id_like && "CGDUW".contains(first)).then_some(first)
 }
 
-/// Slack's `ts` form of a time ("1712345678.000123").
-fn slack_ts(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+/// Slack's `ts` form of a time in µs since the epoch ("1712345678.000123").
+fn slack_ts(micros: u64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
 fn unix_micros(t: SystemTime) -> u64 {
@@ -587,15 +586,14 @@ impl Chat for SlackChat {
         since: SystemTime,
     ) -> Result<Option<MessageRef>, ChatError> {
         // A second of slack for clocks that disagree with Slack's.
-        let oldest = slack_ts(since.checked_sub(Duration::from_secs(1)).unwrap_or(since));
+        let start = unix_micros(since.checked_sub(Duration::from_secs(1)).unwrap_or(since));
         match place {
             Place::Target(target) => {
                 // Lookups of one channel share a history read (see
                 // `shared_reads`): after a burst of uncertain posts they would
                 // otherwise queue behind the method's rate limit for minutes.
                 let channel = self.channel_id(target).await?;
-                let from = unix_micros(since.checked_sub(Duration::from_secs(1)).unwrap_or(since));
-                let ours = self.history.read(&channel, from, |from| self.history_since(&channel, from)).await?;
+                let ours = self.history.read(&channel, start, |from| self.history_since(&channel, from)).await?;
                 Ok(ours.iter().find(|m| render::has_marker(m, marker)).map(|m| MessageRef {
                     channel_id: channel.clone(),
                     message_id: m["ts"].as_str().unwrap_or_default().to_string(),
@@ -605,7 +603,7 @@ impl Chat for SlackChat {
                 let q = vec![
                     ("channel", parent.channel_id.clone()),
                     ("ts", parent.message_id.clone()),
-                    ("oldest", oldest),
+                    ("oldest", slack_ts(start)),
                     ("inclusive", "true".into()),
                 ];
                 self.scan(
@@ -1015,7 +1013,7 @@ mod tests {
         assert_eq!(slack_id_kind("#general"), None);
         assert_eq!(slack_id_kind("CHANNEL"), None, "too short");
         assert_eq!(
-            slack_ts(UNIX_EPOCH + Duration::from_micros(1_712_345_678_000_123)),
+            slack_ts(unix_micros(UNIX_EPOCH + Duration::from_micros(1_712_345_678_000_123))),
             "1712345678.000123"
         );
     }
