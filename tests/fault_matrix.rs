@@ -7,12 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::chats::{CHANNEL_SLACK, Sim};
-use common::{Env, Spawned, eventually};
+use common::{Env, eventually};
 use teleport_plugin::app::{Extras, Running, launch};
 use teleport_plugin::chat::Chat;
 use teleport_plugin::chat::http::ClientOptions;
@@ -374,26 +374,15 @@ async fn two_replicas() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_teleport-plugin");
 
-/// `text` with the health and metrics listener on a free loopback port, and
-/// that `host:port`.
-fn with_metrics(text: &str) -> (String, String) {
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    (text.replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"{addr}\"\n")), addr)
-}
-
-fn spawn(config: &str) -> Spawned {
-    Spawned(Command::new(BIN).args(["start", "--config", config]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
-}
-
 #[tokio::test]
 async fn kill_9_mid_broadcast_then_restart() {
     let env = Env::new().await;
     let sim = Sim::start("slack").await;
-    let (text, metrics) = with_metrics(&env.config_text(&format!("{}[plugin]\ninstance_id = \"killed\"\nconcurrency = 16\n", sim.section())));
+    let (text, metrics) = common::with_metrics(&env.config_text(&format!("{}[plugin]\ninstance_id = \"killed\"\nconcurrency = 16\n", sim.section())));
     let path = env.dir.path().join("slack.toml");
     std::fs::write(&path, text).unwrap();
     let path = path.display().to_string();
-    let mut child = spawn(&path);
+    let mut child = common::spawn_plugin(&path);
     sim.core().set_response_delay(Duration::from_millis(40));
     let ids = burst(&env, 200, "k");
     assert!(eventually(Duration::from_secs(30), || sim.card_counts().len() >= 40).await, "posting started");
@@ -401,7 +390,7 @@ async fn kill_9_mid_broadcast_then_restart() {
     sim.core().set_response_delay(Duration::ZERO);
     let interrupted = ids.iter().filter(|id| env.sim.plugin_data(id, "slack").is_some_and(|d| d.contains_key("notify_pending"))).count();
     println!("kill -9 left {interrupted} requests mid-broadcast");
-    let mut child = spawn(&path);
+    let mut child = common::spawn_plugin(&path);
     let counts = settle(&sim, &[metrics], &ids, Duration::from_secs(60)).await;
     child.kill();
     exactly_once("kill -9 mid-broadcast then restart", &ids, &counts);
@@ -419,14 +408,14 @@ async fn replica_killed_mid_broadcast_the_other_takes_over_after_the_lease() {
     let lease = Duration::from_secs(2);
     let write = |id: &str| {
         let (text, metrics) =
-            with_metrics(&env.config_text(&format!("{}[plugin]\ninstance_id = \"{id}\"\nclaim_lease = \"2s\"\nconcurrency = 16\n", sim.section())));
+            common::with_metrics(&env.config_text(&format!("{}[plugin]\ninstance_id = \"{id}\"\nclaim_lease = \"2s\"\nconcurrency = 16\n", sim.section())));
         let path = env.dir.path().join(format!("{id}.toml"));
         std::fs::write(&path, text).unwrap();
         (path.display().to_string(), metrics)
     };
     let ((a, _), (b, survivor)) = (write("replica-a"), write("replica-b"));
-    let mut first = spawn(&a);
-    let mut second = spawn(&b);
+    let mut first = common::spawn_plugin(&a);
+    let mut second = common::spawn_plugin(&b);
     // Both watch Auth before the burst: a replica still starting when the
     // other has posted the first 40 would be killed holding no claim.
     assert!(env.sim.wait_until(Duration::from_secs(30), |s| s.watch_inits().len() >= 2).await, "both replicas watching");

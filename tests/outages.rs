@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::chats::Sim;
@@ -16,7 +15,6 @@ use teleport_plugin::teleport::StreamState;
 use teleport_plugin_sim::access::AccessRequestExt;
 use tonic::Status;
 
-const BIN: &str = env!("CARGO_BIN_EXE_teleport-plugin");
 /// Known to every chat simulator, so requester notices can be delivered.
 const REQUESTER: &str = "alice@example.com";
 
@@ -92,23 +90,14 @@ impl Plugin {
 
 /// A configuration file for the real binary, metrics on a free port.
 fn process_config(env: &Env, sim: &Sim) -> (String, String) {
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    let text = env
-        .config_text(&format!("{}[plugin]\ninstance_id = \"outages\"\n", sim.section()))
-        .replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"{addr}\"\n"));
+    let (text, addr) = common::with_metrics(&env.config_text(&format!("{}[plugin]\ninstance_id = \"outages\"\n", sim.section())));
     let path = env.dir.path().join("plugin.toml");
     std::fs::write(&path, text).unwrap();
     (path.display().to_string(), addr)
 }
 
 fn spawn(config: &str, metrics: &str) -> Plugin {
-    let child = Command::new(BIN)
-        .args(["start", "--config", config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Plugin::Process(Spawned(child), metrics.to_string())
+    Plugin::Process(common::spawn_plugin(config), metrics.to_string())
 }
 
 async fn not_live(running: &teleport_plugin::app::Running) {

@@ -21,13 +21,7 @@ async fn start(env: &Env, sim: &Sim, instance: &str) -> Running {
 async fn idle(env: &Env, running: &Running, lists_before: u64) {
     let listed = env.sim.wait_until(Duration::from_secs(20), |s| s.calls("ListAccessRequests") > lists_before).await;
     assert!(listed, "the catch-up listed the requests");
-    let mut quiet = 0;
-    let settled = eventually(Duration::from_secs(30), || {
-        quiet = if running.active() == 0 { quiet + 1 } else { 0 };
-        quiet >= 30
-    })
-    .await;
-    assert!(settled, "work after the restart finished");
+    assert!(common::wait_idle(&[running], Duration::from_secs(30)).await, "work after the restart finished");
 }
 
 fn updates(sim: &Sim) -> usize {

@@ -74,6 +74,25 @@ pub fn with_callbacks(text: &str, port: u16) -> String {
     )
 }
 
+/// `text` (from [`Env::config_text`]) with the health and metrics listener
+/// on a free loopback port, and that `host:port`.
+pub fn with_metrics(text: &str) -> (String, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    (text.replace("[http]\nlisten = \"\"\n", &format!("[http]\nlisten = \"{addr}\"\n")), addr)
+}
+
+/// The real binary running `start --config config`, output discarded.
+pub fn spawn_plugin(config: &str) -> Spawned {
+    Spawned(
+        std::process::Command::new(env!("CARGO_BIN_EXE_teleport-plugin"))
+            .args(["start", "--config", config])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the plugin"),
+    )
+}
+
 /// Review from chat: the plugin's user (`access-plugin`) may submit reviews
 /// for anyone, holders of `reviewer` may review `editor` requests, and each
 /// `(user, trait, value)` is a reviewer whose trait links a chat account.
@@ -92,19 +111,26 @@ pub fn review_rules(sim: &TeleportSim, reviewers: &[(&str, &str, &str)]) {
 /// spell means no later retry or takeover can still add a message.
 pub const QUIET: Duration = Duration::from_millis(500);
 
+/// An unbroken run of idle observations.
+#[derive(Default)]
+struct Quiet(Option<std::time::Instant>);
+
+impl Quiet {
+    /// Records one observation; true once idle has held for [`QUIET`].
+    fn long_enough(&mut self, idle: bool) -> bool {
+        if !idle {
+            self.0 = None;
+            return false;
+        }
+        self.0.get_or_insert_with(std::time::Instant::now).elapsed() >= QUIET
+    }
+}
+
 /// Waits until every plugin has had no work in progress for [`QUIET`] in a
 /// row; false when `timeout` passes first.
 pub async fn wait_idle(plugins: &[&teleport_plugin::app::Running], timeout: Duration) -> bool {
-    let mut idle_since: Option<std::time::Instant> = None;
-    eventually(timeout, || {
-        if plugins.iter().all(|p| p.active() == 0) {
-            idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= QUIET
-        } else {
-            idle_since = None;
-            false
-        }
-    })
-    .await
+    let mut quiet = Quiet::default();
+    eventually(timeout, || quiet.long_enough(plugins.iter().all(|p| p.active() == 0))).await
 }
 
 /// [`wait_idle`] for plugins running as their own processes: reads the
@@ -114,7 +140,7 @@ pub async fn wait_idle(plugins: &[&teleport_plugin::app::Running], timeout: Dura
 pub async fn wait_idle_metrics(addrs: &[String], timeout: Duration) -> bool {
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut idle_since: Option<std::time::Instant> = None;
+    let mut quiet = Quiet::default();
     while tokio::time::Instant::now() < deadline {
         let mut idle = true;
         for addr in addrs {
@@ -123,12 +149,8 @@ pub async fn wait_idle_metrics(addrs: &[String], timeout: Duration) -> bool {
                 Err(_) => false,
             };
         }
-        if idle {
-            if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= QUIET {
-                return true;
-            }
-        } else {
-            idle_since = None;
+        if quiet.long_enough(idle) {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
