@@ -1219,3 +1219,34 @@ async fn mattermost_finds_its_post_in_a_channel_busier_than_since_returns() {
     let other = view("never-posted");
     assert_eq!(chat.find_posted(Place::Target(&target), &Content::Card(&other).marker(), since).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn mattermost_lookups_in_one_channel_share_channel_reads() {
+    let sim = mattermost_sim(MattermostSimConfig::default()).await;
+    let chat = std::sync::Arc::new(mattermost(&sim));
+    // As at start: the health check learns who the bot is.
+    chat.health_check().await.unwrap();
+    let target = Target(MM_CHANNEL.into());
+    let since = SystemTime::now();
+    let views: Vec<RequestView> = (0..40).map(|i| view(&format!("mm-{i}"))).collect();
+    let mut posted = Vec::new();
+    for v in views.iter().take(30) {
+        posted.push(chat.post(&target, Content::Card(v)).await.unwrap());
+    }
+    sim.clear_calls();
+    let lookups = views.iter().map(|v| {
+        let (chat, target, marker) = (chat.clone(), target.clone(), Content::Card(v).marker());
+        tokio::spawn(async move { chat.find_posted(Place::Target(&target), &marker, since).await.unwrap() })
+    });
+    let found: Vec<_> = futures::future::join_all(lookups).await.into_iter().map(Result::unwrap).collect();
+    for (i, f) in found.iter().enumerate() {
+        assert_eq!(f.as_ref(), posted.get(i), "lookup {i}");
+    }
+    let reads = sim.calls().iter().filter(|c| c.endpoint == "GET /channels/{channel_id}/posts").count();
+    assert!(reads <= 2, "40 lookups, {reads} channel reads");
+    // A lookup asked after a read began never uses it: a card posted since
+    // is found.
+    let late = chat.post(&target, Content::Card(&views[35])).await.unwrap();
+    let marker = Content::Card(&views[35]).marker();
+    assert_eq!(chat.find_posted(Place::Target(&target), &marker, since).await.unwrap(), Some(late));
+}

@@ -1,7 +1,8 @@
 //! The plugin under the RBAC its chart grants: the simulated API server loads
-//! the slack chart's rendered Role and RoleBinding (the golden file the chart
-//! tests keep equal to what Helm renders) and authorizes every request of
-//! the plugin's service account against them.
+//! the slack chart's rendered Roles and RoleBindings (the golden files the
+//! chart tests keep equal to what Helm renders: routes in the release's
+//! namespace, and in a namespace of their own) and authorizes every request
+//! of the plugin's service account against them.
 //!
 //! With the chart's rules every Kubernetes path works (identity Secret get,
 //! list and watch with rotation, AccessRequestRoute list and watch, status
@@ -26,34 +27,35 @@ use teleport_plugin_sim::kube::KubeSim;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "teleport";
+/// `routing.namespace` of the chart's other-namespace variant.
+const ROUTES_NS: &str = "access-routes";
+/// The rendered RBAC with routes in the release namespace (one Role) and in
+/// `ROUTES_NS` (a second Role there).
+const SAME_NS: &str = "slack-rbac.yaml";
+const ELSEWHERE: &str = "slack-rbac-routes-elsewhere.yaml";
 /// The names the chart gives with its release name `teleport-plugin-slack`.
 const SERVICE_ACCOUNT: &str = "teleport-plugin-slack";
 const SECRET: &str = "teleport-plugin-slack-tbot-out";
 const WAIT: Duration = Duration::from_secs(15);
 
-fn golden() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/charts/rendered/slack-rbac.yaml");
-    std::fs::read_to_string(path).expect("the rendered chart RBAC (tests/charts/rendered/slack-rbac.yaml)")
-}
-
-fn golden_docs() -> Vec<Value> {
-    let text = golden();
+fn golden_docs(file: &str) -> Vec<Value> {
+    let path = format!("{}/tests/charts/rendered/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("the rendered chart RBAC ({path}): {e}"));
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).expect("golden RBAC is YAML"))
         .filter(|v: &Value| !v.is_null())
         .collect()
 }
 
-/// The golden RBAC with `verb` taken off the Role's rule for `resource`.
-fn without(resource: &str, verb: &str) -> Vec<Value> {
-    let mut docs = golden_docs();
-    let role = docs.iter_mut().find(|d| d["kind"] == "Role").expect("the golden file has the plugin's Role");
-    let rule = role["rules"]
-        .as_array_mut()
-        .unwrap()
+/// The golden RBAC in `file` with `verb` taken off the rule for `resource`.
+fn without(file: &str, resource: &str, verb: &str) -> Vec<Value> {
+    let mut docs = golden_docs(file);
+    let rule = docs
         .iter_mut()
+        .filter(|d| d["kind"] == "Role")
+        .flat_map(|role| role["rules"].as_array_mut().unwrap().iter_mut())
         .find(|r| r["resources"].as_array().unwrap().iter().any(|x| x == resource))
-        .unwrap_or_else(|| panic!("the chart's Role has a rule for {resource}"));
+        .unwrap_or_else(|| panic!("a Role of the chart's has a rule for {resource}"));
     let verbs = rule["verbs"].as_array_mut().unwrap();
     let before = verbs.len();
     verbs.retain(|v| v != verb);
@@ -75,51 +77,64 @@ fn secret(identity_file: &str) -> Value {
     })
 }
 
-fn route(name: &str, channel: &str) -> Value {
+fn route(ns: &str, name: &str, channel: &str) -> Value {
     json!({
         "apiVersion": format!("{GROUP}/{VERSION}"), "kind": "AccessRequestRoute",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns},
         "spec": {"rules": [{"name": name, "match": {"roles": ["dev-*"]}, "recipients": {"console": [channel]}}]}
     })
 }
 
-/// The configuration the chart renders for these values, in its parts the
-/// Kubernetes paths use.
-fn config(env: &Env) -> Config {
+/// The configuration the chart renders for these values (routes in
+/// `routes_ns`), in its parts the Kubernetes paths use.
+fn config(env: &Env, routes_ns: &str) -> Config {
     let text = format!(
-        "[teleport]\naddr = \"{}\"\nidentity_secret = {{ name = \"{SECRET}\", key = \"identity\", namespace = \"{NS}\" }}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[console]\n[role_to_recipients]\n\"*\" = \"#access\"\n\n[routing]\ncrd = true\nnamespace = \"{NS}\"\n",
+        "[teleport]\naddr = \"{}\"\nidentity_secret = {{ name = \"{SECRET}\", key = \"identity\", namespace = \"{NS}\" }}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[console]\n[role_to_recipients]\n\"*\" = \"#access\"\n\n[routing]\ncrd = true\nnamespace = \"{routes_ns}\"\n",
         env.sim.addr()
     );
     Config::parse(&text, Format::Toml, "test").unwrap()
 }
 
 /// A simulated cluster as the chart leaves it: the CRD installed from
-/// `crds/`, tbot's Secret written, one route, and `rbac` loaded.
-async fn cluster(env: &Env, rbac: &[Value]) -> KubeSim {
+/// `crds/`, tbot's Secret written, one route in `routes_ns`, and `rbac` loaded.
+async fn cluster(env: &Env, rbac: &[Value], routes_ns: &str) -> KubeSim {
     let kube = KubeSim::start().await;
     let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/accessrequestroutes.yaml")).unwrap();
     kube.register_crd_manifest(&crd).unwrap();
     kube.create_json(secret(&env.sim.issue_identity("access-plugin", Duration::from_secs(3600)).unwrap().identity_file)).unwrap();
-    kube.create_json(route("dev", "#crd-dev")).unwrap();
+    kube.create_json(route(routes_ns, "dev", "#crd-dev")).unwrap();
     load(&kube, rbac);
     kube
 }
 
 /// Starts the plugin the way the pod runs it, authenticated as the chart's
 /// service account.
-async fn start(env: &Env, kube: &KubeSim) -> KubePlugin {
-    KubePlugin::start(&config(env), kube.service_account_client(NS, SERVICE_ACCOUNT)).await
+async fn start(env: &Env, kube: &KubeSim, routes_ns: &str) -> KubePlugin {
+    KubePlugin::start(&config(env, routes_ns), kube.service_account_client(NS, SERVICE_ACCOUNT)).await
 }
 
-fn ready_condition(kube: &KubeSim, name: &str) -> Option<String> {
-    let r = kube.get::<AccessRequestRoute>(NS, name)?;
+fn ready_condition(kube: &KubeSim, ns: &str, name: &str) -> Option<String> {
+    let r = kube.get::<AccessRequestRoute>(ns, name)?;
     r.status?.conditions.into_iter().find(|c| c.type_ == "Ready").map(|c| c.status)
 }
 
 #[tokio::test]
 async fn the_charts_role_allows_every_kubernetes_path_of_the_plugin() {
+    every_kubernetes_path_is_allowed(SAME_NS, NS).await;
+}
+
+/// Routes in a namespace of their own: the chart's second Role, there, is
+/// what lets the plugin list, watch and write status to them.
+#[tokio::test]
+async fn with_routes_in_another_namespace_the_charts_two_roles_allow_every_path() {
+    every_kubernetes_path_is_allowed(ELSEWHERE, ROUTES_NS).await;
+}
+
+/// Runs every Kubernetes path of the plugin under the rendered RBAC in
+/// `file`, routes in `routes_ns`: each is used, and none is refused.
+async fn every_kubernetes_path_is_allowed(file: &str, routes_ns: &str) {
     let env = Env::new().await;
-    let kube = cluster(&env, &golden_docs()).await;
+    let kube = cluster(&env, &golden_docs(file), routes_ns).await;
     // RBAC is enforced: the same account may not read other Secrets.
     let other: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(kube.service_account_client(NS, SERVICE_ACCOUNT), NS);
     match other.list(&Default::default()).await {
@@ -129,16 +144,16 @@ async fn the_charts_role_allows_every_kubernetes_path_of_the_plugin() {
         Ok(list) => panic!("listing every Secret was allowed ({} items)", list.items.len()),
     }
 
-    let plugin = start(&env, &kube).await;
-    assert!(plugin.running.ready(WAIT).await);
+    let plugin = start(&env, &kube, routes_ns).await;
+    assert!(plugin.running.ready(WAIT).await, "{}", plugin.readiness().1);
     // Routes: listed, watched, status patched.
-    assert!(kube.wait_until(WAIT, |k| ready_condition(k, "dev").as_deref() == Some("True")).await, "status written");
+    assert!(kube.wait_until(WAIT, |k| ready_condition(k, routes_ns, "dev").as_deref() == Some("True")).await, "status written");
     let r = env.sim.request("alice", &["dev-api"], "");
     assert!(eventually(WAIT, || plugin.text().contains("post to #crd-dev (card)")).await, "{}", plugin.text());
     assert!(eventually(WAIT, || plugin.text().contains(r.id())).await);
     // A route created later arrives over the watch.
-    kube.create_json(route("late", "#crd-late")).unwrap();
-    assert!(kube.wait_until(WAIT, |k| ready_condition(k, "late").as_deref() == Some("True")).await);
+    kube.create_json(route(routes_ns, "late", "#crd-late")).unwrap();
+    assert!(kube.wait_until(WAIT, |k| ready_condition(k, routes_ns, "late").as_deref() == Some("True")).await);
     // The identity Secret: a rotation arrives over the (named) watch.
     let rotated = env.sim.issue_identity("access-plugin", Duration::from_secs(7200)).unwrap();
     kube.put_json(secret(&rotated.identity_file)).unwrap();
@@ -154,31 +169,36 @@ async fn the_charts_role_allows_every_kubernetes_path_of_the_plugin() {
     let plugin_requests: Vec<_> = kube.requests().into_iter().filter(|r| r.user.as_deref() == Some(user.as_str())).collect();
     let denied: Vec<_> = plugin_requests.iter().filter(|r| r.denied).map(|r| (r.verb.clone(), r.resource.clone(), r.name.clone())).collect();
     assert_eq!(denied, vec![("list".to_string(), "secrets".to_string(), None)], "only the probe above was refused");
-    for (verb, resource) in [("get", "secrets"), ("list", "secrets"), ("watch", "secrets"), ("list", PLURAL), ("watch", PLURAL), ("patch", "accessrequestroutes/status")] {
+    let status = "accessrequestroutes/status";
+    for (verb, resource, ns) in [("get", "secrets", NS), ("list", "secrets", NS), ("watch", "secrets", NS), ("list", PLURAL, routes_ns), ("watch", PLURAL, routes_ns), ("patch", status, routes_ns)] {
         assert!(
-            plugin_requests.iter().any(|r| r.verb == verb && r.resource == resource && !r.denied),
-            "the plugin used {verb} on {resource} and was allowed"
+            plugin_requests.iter().any(|r| r.verb == verb && r.resource == resource && r.namespace.as_deref() == Some(ns) && !r.denied),
+            "the plugin used {verb} on {resource} in namespace {ns} and was allowed"
         );
     }
     plugin.stop().await;
 }
 
-/// Each verb the plugin needs, taken away on its own.
+/// Each verb the plugin needs, taken away on its own (the route verbs also
+/// from the second Role of the other-namespace variant).
 #[tokio::test]
 async fn a_role_missing_a_needed_verb_makes_the_plugin_not_ready_naming_it() {
     let env = Env::new().await;
     let secret_target = format!("secrets \"{SECRET}\" in namespace {NS}");
-    let routes_target = format!("accessrequestroutes.{GROUP} in namespace {NS}");
-    let status_target = format!("accessrequestroutes/status in namespace {NS}");
-    for (resource, verb, target) in [
-        ("secrets", "list", &secret_target),
-        ("secrets", "watch", &secret_target),
-        (PLURAL, "list", &routes_target),
-        (PLURAL, "watch", &routes_target),
-        ("accessrequestroutes/status", "patch", &status_target),
+    let routes_target = |ns: &str| format!("accessrequestroutes.{GROUP} in namespace {ns}");
+    let status_target = |ns: &str| format!("accessrequestroutes/status in namespace {ns}");
+    let status = "accessrequestroutes/status";
+    for (file, routes_ns, resource, verb, target) in [
+        (SAME_NS, NS, "secrets", "list", secret_target.clone()),
+        (SAME_NS, NS, "secrets", "watch", secret_target.clone()),
+        (SAME_NS, NS, PLURAL, "list", routes_target(NS)),
+        (SAME_NS, NS, PLURAL, "watch", routes_target(NS)),
+        (SAME_NS, NS, status, "patch", status_target(NS)),
+        (ELSEWHERE, ROUTES_NS, PLURAL, "watch", routes_target(ROUTES_NS)),
+        (ELSEWHERE, ROUTES_NS, status, "patch", status_target(ROUTES_NS)),
     ] {
-        let kube = cluster(&env, &without(resource, verb)).await;
-        let plugin = start(&env, &kube).await;
+        let kube = cluster(&env, &without(file, resource, verb), routes_ns).await;
+        let plugin = start(&env, &kube, routes_ns).await;
         let wanted = format!("may not {verb} {target}: grant the verb \"{verb}\"");
         let shows = || {
             let (ok, body) = plugin.readiness();
@@ -187,10 +207,10 @@ async fn a_role_missing_a_needed_verb_makes_the_plugin_not_ready_naming_it() {
         assert!(eventually(WAIT, shows).await, "without {verb} on {resource}: {}", plugin.readiness().1);
 
         // The Role fixed in place: ready again without a restart.
-        load(&kube, &golden_docs());
+        load(&kube, &golden_docs(file));
         if verb == "patch" {
             // A status is written on the next change to the route.
-            kube.patch_json(&format!("{PLURAL}.{GROUP}"), NS, "dev", &json!({"metadata": {"labels": {"touched": "yes"}}})).unwrap();
+            kube.patch_json(&format!("{PLURAL}.{GROUP}"), routes_ns, "dev", &json!({"metadata": {"labels": {"touched": "yes"}}})).unwrap();
         }
         assert!(eventually(Duration::from_secs(40), || plugin.readiness().0).await, "after the fix: {}", plugin.readiness().1);
         plugin.stop().await;
@@ -203,8 +223,8 @@ async fn a_role_missing_a_needed_verb_makes_the_plugin_not_ready_naming_it() {
 #[tokio::test]
 async fn without_get_on_the_identity_secret_the_start_waits_naming_the_permission() {
     let env = Env::new().await;
-    let kube = cluster(&env, &without("secrets", "get")).await;
-    let cfg = config(&env);
+    let kube = cluster(&env, &without(SAME_NS, "secrets", "get"), NS).await;
+    let cfg = config(&env, NS);
     let stop = CancellationToken::new();
     let startup = Arc::new(Startup::default());
     let client = kube.service_account_client(NS, SERVICE_ACCOUNT);
@@ -219,7 +239,7 @@ async fn without_get_on_the_identity_secret_the_start_waits_naming_the_permissio
         startup.current()
     );
     assert!(!setup.is_finished(), "the start waits instead of failing");
-    load(&kube, &golden_docs());
+    load(&kube, &golden_docs(SAME_NS));
     let done = tokio::time::timeout(WAIT, setup).await.expect("the start goes on once get is granted").unwrap();
     assert!(done.is_ok(), "{done:?}");
     stop.cancel();

@@ -16,6 +16,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::cache::TtlCache;
+use super::shared_reads::SharedReads;
 use super::http::{
     self, Api, ClientOptions, Http, Idempotency, Missing, RateGate, Reply, Request, Verdict,
 };
@@ -30,6 +31,9 @@ pub struct MattermostChat {
     bot_id: Mutex<Option<String>>,
     /// Signs the Approve/Deny buttons, when review from Mattermost is on.
     actions: Option<Arc<actions::Signer>>,
+    /// The bot's recent top-level posts per channel (id, time, props), read
+    /// once for every lookup waiting at the same time.
+    recent: SharedReads<String, Vec<Value>>,
 }
 
 impl MattermostChat {
@@ -52,6 +56,7 @@ impl MattermostChat {
             recipients: TtlCache::new(ttl),
             bot_id: Mutex::new(None),
             actions: None,
+            recent: SharedReads::default(),
         })
     }
 
@@ -427,19 +432,43 @@ impl Chat for MattermostChat {
 /// Whether `p` is the bot's live post with `marker` under `root` (empty:
 /// top level), created at or after `since_ms`.
 fn is_ours(p: &Value, bot: &str, root: &str, marker: &Marker, since_ms: i64) -> bool {
+    is_live_by(p, bot, root, since_ms) && render::has_marker(p, marker)
+}
+
+/// Whether `p` is a live post by `bot` under `root` (empty: top level),
+/// created at or after `since_ms`.
+fn is_live_by(p: &Value, bot: &str, root: &str, since_ms: i64) -> bool {
     p["user_id"] == bot
         && p["root_id"].as_str().unwrap_or_default() == root
         && p["delete_at"].as_i64().unwrap_or(0) == 0
         && p["create_at"].as_i64().unwrap_or(0) >= since_ms
-        && render::has_marker(p, marker)
 }
 
 impl MattermostChat {
-    /// Our top-level post with `marker` in `channel`, newest pages first
-    /// until the pages reach back past `since_ms`. Not `?since=`: the server
-    /// returns at most 1000 posts for it, in no stated order, so a busy
-    /// channel can hide the post (and a repost would double it).
+    /// Our top-level post with `marker` in `channel`, created at or after
+    /// `since_ms`. Lookups of one channel share a read (see `shared_reads`):
+    /// after a burst of uncertain posts each would otherwise page through
+    /// the channel on its own, against a budget shared by every call.
     async fn find_in_channel(&self, channel: &str, bot: &str, marker: &Marker, since_ms: i64) -> Result<Option<String>, ChatError> {
+        let from = u64::try_from(since_ms).unwrap_or(0);
+        let key = channel.to_string();
+        // The shared read reaches back at least to `from`; it may hold older posts.
+        let ours = self.recent.read(&key, from, |from| self.ours_since(channel, bot, from)).await?;
+        Ok(ours
+            .iter()
+            .find(|p| p["create_at"].as_i64().unwrap_or(0) >= since_ms && render::has_marker(p, marker))
+            .and_then(|p| p["id"].as_str())
+            .map(str::to_string))
+    }
+
+    /// The bot's live top-level posts in `channel` created at or after
+    /// `from_ms` (id, time and props only), newest pages first until the
+    /// pages reach back past `from_ms`. Not `?since=`: the server returns
+    /// at most 1000 posts for it, in no stated order, so a busy channel can
+    /// hide the post (and a repost would double it).
+    async fn ours_since(&self, channel: &str, bot: &str, from_ms: u64) -> Result<Vec<Value>, ChatError> {
+        let from_ms = i64::try_from(from_ms).unwrap_or(i64::MAX);
+        let mut ours = Vec::new();
         for page in 0..MAX_PAGES {
             let req = Self::req(Method::GET, "GET /channels/{channel_id}/posts", &["channels", channel, "posts"])
                 .query("page", page.to_string())
@@ -447,17 +476,20 @@ impl MattermostChat {
                 .about(channel);
             let list = self.http.call(req).await?;
             let posts = posts_of(&list);
-            if let Some(p) = posts.iter().find(|p| is_ours(p, bot, "", marker, since_ms)) {
-                return Ok(p["id"].as_str().map(str::to_string));
-            }
-            // Newest first: a post older than `since_ms` ends the search.
-            let reached = posts.iter().any(|p| p["create_at"].as_i64().unwrap_or(0) < since_ms);
+            ours.extend(
+                posts
+                    .iter()
+                    .filter(|p| is_live_by(p, bot, "", from_ms))
+                    .map(|p| json!({ "id": p["id"], "create_at": p["create_at"], "props": p["props"] })),
+            );
+            // Newest first: a post older than `from_ms` ends the read.
+            let reached = posts.iter().any(|p| p["create_at"].as_i64().unwrap_or(0) < from_ms);
             if reached || posts.len() < PAGE_SIZE {
-                return Ok(None);
+                return Ok(ours);
             }
         }
         tracing::warn!(channel, pages = MAX_PAGES, "gave up looking for an earlier post in a very busy channel");
-        Ok(None)
+        Ok(ours)
     }
 }
 
