@@ -299,30 +299,36 @@ async fn slack_post_update_reply_react_and_find_again() {
 #[tokio::test]
 async fn slack_lookups_in_one_channel_share_history_reads() {
     let sim = slack_sim(SlackSimConfig::default()).await;
-    let chat = std::sync::Arc::new(slack(&sim));
+    let reads = || sim.calls().iter().filter(|c| c.endpoint == "conversations.history").count();
+    lookups_share_reads(slack(&sim), Target("C0ACCESS01".into()), || sim.clear_calls(), reads).await;
+}
+
+/// 40 lookups in `target` at once, 30 of them for cards posted: each finds
+/// its own card (or none) while the channel is read (`reads`, counted after
+/// `clear`) at most twice. A lookup asked after a read began never uses it:
+/// a card posted since is found.
+async fn lookups_share_reads<C: Chat + 'static>(chat: C, target: Target, clear: impl Fn(), reads: impl Fn() -> usize) {
+    let chat = std::sync::Arc::new(chat);
     let since = SystemTime::now();
-    let by_id = Target("C0ACCESS01".into());
     let views: Vec<RequestView> = (0..40).map(|i| view(&format!("req-{i}"))).collect();
     let mut posted = Vec::new();
     for v in views.iter().take(30) {
-        posted.push(chat.post(&by_id, Content::Card(v)).await.unwrap());
+        posted.push(chat.post(&target, Content::Card(v)).await.unwrap());
     }
-    sim.clear_calls();
+    clear();
     let lookups = views.iter().map(|v| {
-        let (chat, by_id, marker) = (chat.clone(), by_id.clone(), Content::Card(v).marker());
-        tokio::spawn(async move { chat.find_posted(Place::Target(&by_id), &marker, since).await.unwrap() })
+        let (chat, target, marker) = (chat.clone(), target.clone(), Content::Card(v).marker());
+        tokio::spawn(async move { chat.find_posted(Place::Target(&target), &marker, since).await.unwrap() })
     });
     let found: Vec<_> = futures::future::join_all(lookups).await.into_iter().map(Result::unwrap).collect();
     for (i, f) in found.iter().enumerate() {
         assert_eq!(f.as_ref(), posted.get(i), "lookup {i}");
     }
-    let reads = sim.calls().iter().filter(|c| c.endpoint == "conversations.history").count();
-    assert!(reads <= 2, "40 lookups, {reads} history reads");
-    // A lookup asked after a read began never uses it: a card posted since
-    // is found.
-    let late = chat.post(&by_id, Content::Card(&views[35])).await.unwrap();
+    let reads = reads();
+    assert!(reads <= 2, "40 lookups, {reads} reads of the channel");
+    let late = chat.post(&target, Content::Card(&views[35])).await.unwrap();
     let marker = Content::Card(&views[35]).marker();
-    assert_eq!(chat.find_posted(Place::Target(&by_id), &marker, since).await.unwrap(), Some(late));
+    assert_eq!(chat.find_posted(Place::Target(&target), &marker, since).await.unwrap(), Some(late));
 }
 
 #[tokio::test]
@@ -1223,30 +1229,10 @@ async fn mattermost_finds_its_post_in_a_channel_busier_than_since_returns() {
 #[tokio::test]
 async fn mattermost_lookups_in_one_channel_share_channel_reads() {
     let sim = mattermost_sim(MattermostSimConfig::default()).await;
-    let chat = std::sync::Arc::new(mattermost(&sim));
-    // As at start: the health check learns who the bot is.
+    let chat = mattermost(&sim);
+    // As at start: the health check learns who the bot is (else each
+    // lookup would ask first, and arrive at the shared read at its own time).
     chat.health_check().await.unwrap();
-    let target = Target(MM_CHANNEL.into());
-    let since = SystemTime::now();
-    let views: Vec<RequestView> = (0..40).map(|i| view(&format!("mm-{i}"))).collect();
-    let mut posted = Vec::new();
-    for v in views.iter().take(30) {
-        posted.push(chat.post(&target, Content::Card(v)).await.unwrap());
-    }
-    sim.clear_calls();
-    let lookups = views.iter().map(|v| {
-        let (chat, target, marker) = (chat.clone(), target.clone(), Content::Card(v).marker());
-        tokio::spawn(async move { chat.find_posted(Place::Target(&target), &marker, since).await.unwrap() })
-    });
-    let found: Vec<_> = futures::future::join_all(lookups).await.into_iter().map(Result::unwrap).collect();
-    for (i, f) in found.iter().enumerate() {
-        assert_eq!(f.as_ref(), posted.get(i), "lookup {i}");
-    }
-    let reads = sim.calls().iter().filter(|c| c.endpoint == "GET /channels/{channel_id}/posts").count();
-    assert!(reads <= 2, "40 lookups, {reads} channel reads");
-    // A lookup asked after a read began never uses it: a card posted since
-    // is found.
-    let late = chat.post(&target, Content::Card(&views[35])).await.unwrap();
-    let marker = Content::Card(&views[35]).marker();
-    assert_eq!(chat.find_posted(Place::Target(&target), &marker, since).await.unwrap(), Some(late));
+    let reads = || sim.calls().iter().filter(|c| c.endpoint == "GET /channels/{channel_id}/posts").count();
+    lookups_share_reads(chat, Target(MM_CHANNEL.into()), || sim.clear_calls(), reads).await;
 }
