@@ -534,6 +534,9 @@ async fn clicks(s: f64) -> serde_json::Value {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = rss_mib(pid);
     println!("RSS idle with Socket Mode connected: {rss_idle:.1} MiB");
+    if std::env::var_os("BENCH_SMAPS").is_some() {
+        print_rss_by_mapping(pid);
+    }
     let n = ((200.0 * s) as usize).max(30);
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {

@@ -61,71 +61,59 @@ fn preserves_unknown(schema: &Value) -> bool {
 /// Drops object fields the schema does not declare, unless the schema keeps
 /// unknown fields at that level.
 pub(crate) fn prune(schema: &Value, value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            if let Some(additional) = additional {
-                for v in map.values_mut() {
-                    prune(additional, v);
-                }
-                return;
-            }
-            let keep_unknown = preserves_unknown(schema);
-            map.retain(|k, _| keep_unknown || properties.is_some_and(|p| p.contains_key(k)));
-            if let Some(properties) = properties {
-                for (k, v) in map.iter_mut() {
-                    if let Some(s) = properties.get(k) {
-                        prune(s, v);
-                    }
-                }
-            }
+    each_object(schema, value, &mut |schema, map| {
+        if schema.get("additionalProperties").is_some_and(Value::is_object) || preserves_unknown(schema) {
+            return;
         }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for v in items {
-                    prune(item_schema, v);
-                }
-            }
-        }
-        _ => {}
-    }
+        let properties = schema.get("properties").and_then(Value::as_object);
+        map.retain(|k, _| properties.is_some_and(|p| p.contains_key(k)));
+    });
 }
 
 /// Fills in `default`s of absent fields (and of nulls where null is not
 /// allowed), then defaults inside them.
 fn apply_defaults(schema: &Value, value: &mut Value) {
+    each_object(schema, value, &mut |schema, map| {
+        let Some(properties) = schema.get("properties").and_then(Value::as_object) else { return };
+        for (k, s) in properties {
+            let Some(default) = s.get("default") else { continue };
+            let nullable = s.get("nullable") == Some(&Value::Bool(true));
+            let absent = match map.get(k) {
+                None => true,
+                Some(Value::Null) => !nullable,
+                Some(_) => false,
+            };
+            if absent {
+                map.insert(k.clone(), default.clone());
+            }
+        }
+    });
+}
+
+/// Calls `at` on every object in `value` with the schema that governs it:
+/// first on the object itself, then on the objects below it, reached through
+/// `additionalProperties` or `properties` (a structural schema has one or the
+/// other) and array `items`.
+fn each_object(schema: &Value, value: &mut Value, at: &mut impl FnMut(&Value, &mut Map<String, Value>)) {
     match value {
         Value::Object(map) => {
-            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-                for (k, s) in properties {
-                    let Some(default) = s.get("default") else { continue };
-                    let nullable = s.get("nullable") == Some(&Value::Bool(true));
-                    match map.get(k) {
-                        None => {
-                            map.insert(k.clone(), default.clone());
-                        }
-                        Some(Value::Null) if !nullable => {
-                            map.insert(k.clone(), default.clone());
-                        }
-                        _ => {}
-                    }
+            at(schema, map);
+            if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for v in map.values_mut() {
+                    each_object(additional, v, at);
                 }
+            } else if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
                 for (k, v) in map.iter_mut() {
                     if let Some(s) = properties.get(k) {
-                        apply_defaults(s, v);
+                        each_object(s, v, at);
                     }
-                }
-            } else if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
-                for v in map.values_mut() {
-                    apply_defaults(additional, v);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
                 for v in items {
-                    apply_defaults(item_schema, v);
+                    each_object(item_schema, v, at);
                 }
             }
         }
