@@ -57,23 +57,30 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Where the resident memory of `pid` is, by mapping (largest first).
+/// Where the resident memory of `pid` is, by mapping (largest first): resident,
+/// of it referenced (touched, not only mapped by fault-around), and anonymous.
 fn print_rss_by_mapping(pid: u32) {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let mut by: HashMap<String, u64> = HashMap::new();
+    let mut by: HashMap<String, [u64; 3]> = HashMap::new();
     let mut current = String::new();
     for line in smaps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
-            current = fields.get(5).map(|s| s.to_string()).unwrap_or_else(|| "[anon]".into());
-        } else if fields.first() == Some(&"Rss:") {
-            *by.entry(current.clone()).or_default() += fields.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let kb = || fields.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        match fields.first() {
+            Some(f) if f.contains('-') && !f.ends_with(':') => {
+                current = fields.get(5).map(|s| s.to_string()).unwrap_or_else(|| "[anon]".into());
+            }
+            Some(&"Rss:") => by.entry(current.clone()).or_default()[0] += kb(),
+            Some(&"Referenced:") => by.entry(current.clone()).or_default()[1] += kb(),
+            Some(&"Anonymous:") => by.entry(current.clone()).or_default()[2] += kb(),
+            _ => {}
         }
     }
     let mut v: Vec<_> = by.into_iter().collect();
-    v.sort_by_key(|entry| std::cmp::Reverse(entry.1));
-    for (name, kb) in v.iter().take(12) {
-        println!("  {kb:>8} KiB  {name}");
+    v.sort_by_key(|entry| std::cmp::Reverse(entry.1[0]));
+    println!("  resident KiB (referenced, anonymous)  mapping");
+    for (name, [rss, referenced, anon]) in v.iter().take(12) {
+        println!("  {rss:>8} ({referenced:>8}, {anon:>8})  {name}");
     }
 }
 
