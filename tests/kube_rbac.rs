@@ -33,6 +33,8 @@ const ROUTES_NS: &str = "access-routes";
 /// `ROUTES_NS` (a second Role there).
 const SAME_NS: &str = "slack-rbac.yaml";
 const ELSEWHERE: &str = "slack-rbac-routes-elsewhere.yaml";
+/// The routes' status subresource, as RBAC names it.
+const STATUS: &str = "accessrequestroutes/status";
 /// The names the chart gives with its release name `teleport-plugin-slack`.
 const SERVICE_ACCOUNT: &str = "teleport-plugin-slack";
 const SECRET: &str = "teleport-plugin-slack-tbot-out";
@@ -169,8 +171,7 @@ async fn every_kubernetes_path_is_allowed(file: &str, routes_ns: &str) {
     let plugin_requests: Vec<_> = kube.requests().into_iter().filter(|r| r.user.as_deref() == Some(user.as_str())).collect();
     let denied: Vec<_> = plugin_requests.iter().filter(|r| r.denied).map(|r| (r.verb.clone(), r.resource.clone(), r.name.clone())).collect();
     assert_eq!(denied, vec![("list".to_string(), "secrets".to_string(), None)], "only the probe above was refused");
-    let status = "accessrequestroutes/status";
-    for (verb, resource, ns) in [("get", "secrets", NS), ("list", "secrets", NS), ("watch", "secrets", NS), ("list", PLURAL, routes_ns), ("watch", PLURAL, routes_ns), ("patch", status, routes_ns)] {
+    for (verb, resource, ns) in [("get", "secrets", NS), ("list", "secrets", NS), ("watch", "secrets", NS), ("list", PLURAL, routes_ns), ("watch", PLURAL, routes_ns), ("patch", STATUS, routes_ns)] {
         assert!(
             plugin_requests.iter().any(|r| r.verb == verb && r.resource == resource && r.namespace.as_deref() == Some(ns) && !r.denied),
             "the plugin used {verb} on {resource} in namespace {ns} and was allowed"
@@ -186,16 +187,15 @@ async fn a_role_missing_a_needed_verb_makes_the_plugin_not_ready_naming_it() {
     let env = Env::new().await;
     let secret_target = format!("secrets \"{SECRET}\" in namespace {NS}");
     let routes_target = |ns: &str| format!("accessrequestroutes.{GROUP} in namespace {ns}");
-    let status_target = |ns: &str| format!("accessrequestroutes/status in namespace {ns}");
-    let status = "accessrequestroutes/status";
+    let status_target = |ns: &str| format!("{STATUS} in namespace {ns}");
     for (file, routes_ns, resource, verb, target) in [
         (SAME_NS, NS, "secrets", "list", secret_target.clone()),
         (SAME_NS, NS, "secrets", "watch", secret_target.clone()),
         (SAME_NS, NS, PLURAL, "list", routes_target(NS)),
         (SAME_NS, NS, PLURAL, "watch", routes_target(NS)),
-        (SAME_NS, NS, status, "patch", status_target(NS)),
+        (SAME_NS, NS, STATUS, "patch", status_target(NS)),
         (ELSEWHERE, ROUTES_NS, PLURAL, "watch", routes_target(ROUTES_NS)),
-        (ELSEWHERE, ROUTES_NS, status, "patch", status_target(ROUTES_NS)),
+        (ELSEWHERE, ROUTES_NS, STATUS, "patch", status_target(ROUTES_NS)),
     ] {
         let kube = cluster(&env, &without(file, resource, verb), routes_ns).await;
         let plugin = start(&env, &kube, routes_ns).await;
