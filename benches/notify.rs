@@ -58,7 +58,7 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 /// Where the resident memory of `pid` is, by mapping (largest first): resident,
-/// of it referenced (touched, not only mapped by fault-around), and anonymous.
+/// of it referenced (the kernel's accessed count) and anonymous (not file-backed).
 fn print_rss_by_mapping(pid: u32) {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
     let mut by: HashMap<String, [u64; 3]> = HashMap::new();
